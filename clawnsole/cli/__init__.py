@@ -1,0 +1,1 @@
+"""The `clawnsole` command line: thin typer commands that parse, call the library and print."""

@@ -1,0 +1,269 @@
+"""`clawnsole workqueue …`: enqueue, claim, report progress, finish and inspect items."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Annotated, Any
+
+import typer
+
+from clawnsole.cli.common import (
+    EXIT_CODES_HELP,
+    AsJson,
+    DatabaseUrl,
+    Schema,
+    handle_errors,
+    open_queue,
+    print_json,
+    print_table,
+    read_text_arg,
+    resolve,
+)
+
+app = typer.Typer(help=f"Enqueue, claim and finish work items. {EXIT_CODES_HELP}", no_args_is_help=True)
+
+ItemId = Annotated[int | None, typer.Option("--id", help="The item id.", show_default=False)]
+HeldId = Annotated[
+    int | None,
+    typer.Option("--id", envvar="CLAWNSOLE_ITEM_ID", help="The item id ($CLAWNSOLE_ITEM_ID).", show_default=False),
+]
+Agent = Annotated[
+    str | None,
+    typer.Option("--agent", envvar="CLAWNSOLE_AGENT", help="The worker's stable id ($CLAWNSOLE_AGENT).", show_default=False),
+]
+LeaseToken = Annotated[
+    str | None,
+    typer.Option(
+        "--lease", envvar="CLAWNSOLE_LEASE", help="The lease token from claim-next ($CLAWNSOLE_LEASE).", show_default=False
+    ),
+]
+
+_MAX_TEXT = 1024 * 1024
+
+
+def _item_id(option: int | None, positional: int | None = None) -> int:
+    from clawnsole.errors import InvalidInput
+
+    if option is not None and positional is not None and option != positional:
+        raise InvalidInput("id", "given twice with different values")
+    value = option if option is not None else positional
+    if value is None:
+        raise InvalidInput("id", "missing: give --id ID")
+    return value
+
+
+@app.command()
+@handle_errors
+def enqueue(
+    queue: Annotated[str, typer.Option("--queue", help="Queue name.")],
+    title: Annotated[str, typer.Option("--title", help="Short human title.")],
+    instructions: Annotated[str | None, typer.Option(help="What to do (may be sensitive; never logged).")] = None,
+    instructions_file: Annotated[
+        str | None, typer.Option("--instructions-file", help="Read instructions from PATH, or - for stdin.")
+    ] = None,
+    kind: Annotated[str | None, typer.Option(help="Task type, e.g. health-check (selects a handler).")] = None,
+    payload: Annotated[str | None, typer.Option(help="JSON object handed to the worker.")] = None,
+    payload_file: Annotated[str | None, typer.Option("--payload-file", help="Read the payload from PATH or -.")] = None,
+    priority: Annotated[str, typer.Option(help="Integer (higher first) or critical/high/normal/low.")] = "50",
+    dedupe_key: Annotated[
+        str | None, typer.Option("--dedupe-key", "--dedupeKey", help="Idempotency key per queue.")
+    ] = None,
+    cooldown: Annotated[
+        str | None, typer.Option(help="With a dedupe key: a finished item holds it only this long (e.g. 60m).")
+    ] = None,
+    run_at: Annotated[str | None, typer.Option("--run-at", help="Not before this ISO 8601 time.")] = None,
+    delay: Annotated[str | None, typer.Option(help="Not before now + this duration (90, 15m, 2h).")] = None,
+    max_attempts: Annotated[int, typer.Option("--max-attempts", help="Attempts before dead-letter.")] = 3,
+    backoff: Annotated[str, typer.Option(help="Base retry delay; doubles per attempt, capped at 1h.")] = "10s",
+    lease: Annotated[str, typer.Option(help="Default lease length for claims of this item.")] = "300",
+    database_url: DatabaseUrl = None,
+    schema: Schema = None,
+) -> None:
+    """Add a work item (idempotent with --dedupe-key). Prints the item as JSON with `created`."""
+    from clawnsole.errors import InvalidInput
+
+    if instructions is not None and instructions_file is not None:
+        raise InvalidInput("instructions", "give --instructions or --instructions-file, not both")
+    if payload is not None and payload_file is not None:
+        raise InvalidInput("payload", "give --payload or --payload-file, not both")
+    if instructions_file is not None:
+        instructions = read_text_arg(instructions_file, "instructions", _MAX_TEXT)
+    if payload_file is not None:
+        payload = read_text_arg(payload_file, "payload", _MAX_TEXT)
+    with open_queue(database_url, schema) as wq:
+        outcome = wq.enqueue(
+            queue, title, kind=kind, instructions=instructions, payload=payload, priority=priority,
+            dedupe_key=dedupe_key, cooldown=cooldown, run_at=run_at, delay=delay, max_attempts=max_attempts,
+            backoff=backoff, lease=lease, agent=os.environ.get("CLAWNSOLE_AGENT"),
+        )
+    print_json(outcome.item.to_json() | {"created": outcome.created})
+
+
+@app.command("claim-next")
+@handle_errors
+def claim_next(
+    queue: Annotated[list[str], typer.Option("--queue", help="Queue to claim from (repeatable).")],
+    agent: Agent = None,
+    lease: Annotated[str, typer.Option(help="Lease length (seconds or 90s/15m/2h).")] = "300",
+    limit: Annotated[int, typer.Option(help="Claim up to this many items (prints one JSON object per line).")] = 1,
+    wait: Annotated[
+        str | None, typer.Option(help="Block up to this long for an item (LISTEN/NOTIFY).")
+    ] = None,
+    database_url: DatabaseUrl = None,
+    schema: Schema = None,
+) -> None:
+    """Claim the next due item. Prints it as JSON, or nothing (exit 0) when there is none."""
+    from clawnsole import validate
+
+    holder = agent or socket.gethostname()
+    wait_seconds = None if wait is None else validate.duration(wait, "wait", allow_zero=True)
+    with open_queue(database_url, schema, agent=holder) as wq:
+        if wait_seconds:
+            from clawnsole.listen import Listener, claim_waiting
+
+            conninfo, schema_name = resolve(database_url, schema)
+            with Listener(conninfo, schema_name, queue) as listener:
+                items = claim_waiting(wq, listener, queue, lease=lease, limit=limit, timeout=wait_seconds)
+        else:
+            items = wq.claim_next(queue, lease=lease, limit=limit)
+    for item in items:
+        print_json(item.to_json())
+
+
+@app.command()
+@handle_errors
+def progress(
+    item_id: HeldId = None,
+    agent: Agent = None,
+    lease: LeaseToken = None,
+    note: Annotated[str | None, typer.Option(help="What is happening now.")] = None,
+    percent: Annotated[int | None, typer.Option(help="0-100.")] = None,
+    extend: Annotated[str | None, typer.Option(help="Renew the lease by this long (default: its length).")] = None,
+    database_url: DatabaseUrl = None,
+    schema: Schema = None,
+) -> None:
+    """Record progress and renew the lease of a held item."""
+    with open_queue(database_url, schema) as wq:
+        item = wq.progress(_item_id(item_id), agent=agent, lease_token=lease, note=note, percent=percent,
+                           extend=extend)
+    print_json(item.to_json())
+
+
+@app.command()
+@handle_errors
+def done(
+    item_id: HeldId = None,
+    agent: Agent = None,
+    lease: LeaseToken = None,
+    result: Annotated[str | None, typer.Option(help="JSON result to store.")] = None,
+    database_url: DatabaseUrl = None,
+    schema: Schema = None,
+) -> None:
+    """Finish a held item successfully."""
+    from clawnsole import validate
+
+    value = None if result is None else validate.json_value(result, "result")
+    with open_queue(database_url, schema) as wq:
+        item = wq.done(_item_id(item_id), agent=agent, lease_token=lease, result=value)
+    print_json(item.to_json())
+
+
+@app.command()
+@handle_errors
+def fail(
+    error: Annotated[str, typer.Option("--error", help="What went wrong.")],
+    item_id: HeldId = None,
+    agent: Agent = None,
+    lease: LeaseToken = None,
+    no_retry: Annotated[bool, typer.Option("--no-retry", help="Fail for good (dead-letter) now.")] = False,
+    backoff: Annotated[str | None, typer.Option(help="Base retry delay for this failure.")] = None,
+    database_url: DatabaseUrl = None,
+    schema: Schema = None,
+) -> None:
+    """Record a failed attempt: retried after a backoff while attempts remain, else failed."""
+    with open_queue(database_url, schema) as wq:
+        item = wq.fail(_item_id(item_id), error, agent=agent, lease_token=lease, retry=not no_retry, backoff=backoff)
+    print_json(item.to_json())
+
+
+@app.command()
+@handle_errors
+def show(
+    positional_id: Annotated[int | None, typer.Argument(metavar="[ID]", show_default=False)] = None,
+    item_id: ItemId = None,
+    database_url: DatabaseUrl = None,
+    schema: Schema = None,
+) -> None:
+    """Show one item with its history."""
+    with open_queue(database_url, schema) as wq:
+        wanted = _item_id(item_id, positional_id)
+        item = wq.get(wanted)
+        events = wq.history(wanted)
+    print_json(item.to_json() | {"history": [e.to_json() for e in events]})
+
+
+@app.command("list")
+@handle_errors
+def list_(
+    queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
+    status: Annotated[str | None, typer.Option(help="pending, claimed, done, failed or cancelled.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many (newest first).")] = 100,
+    as_json: AsJson = False,
+    database_url: DatabaseUrl = None,
+    schema: Schema = None,
+) -> None:
+    """List items, newest first."""
+    with open_queue(database_url, schema) as wq:
+        items = wq.list(queue, status, limit)
+    if as_json:
+        print_json([i.to_json(with_instructions=False) for i in items])
+        return
+    rows: list[dict[str, Any]] = [i.to_json(with_instructions=False) for i in items]
+    print_table(rows, ["id", "queue", "status", "priority", "attempts", "kind", "title", "claimed_by", "run_at"])
+
+
+@app.command()
+@handle_errors
+def status(
+    queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
+    as_json: AsJson = False,
+    database_url: DatabaseUrl = None,
+    schema: Schema = None,
+) -> None:
+    """Counts per queue and status, the oldest pending age, and expired leases."""
+    with open_queue(database_url, schema) as wq:
+        counts = wq.status(queue)
+    if as_json:
+        print_json([c.to_json() for c in counts])
+        return
+    print_table([c.to_json() for c in counts], ["queue", "status", "items", "oldest_pending_seconds", "expired_leases"])
+
+
+@app.command()
+@handle_errors
+def cancel(
+    positional_id: Annotated[int | None, typer.Argument(metavar="[ID]", show_default=False)] = None,
+    item_id: ItemId = None,
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the history).")] = None,
+    database_url: DatabaseUrl = None,
+    schema: Schema = None,
+) -> None:
+    """Cancel a pending item."""
+    with open_queue(database_url, schema) as wq:
+        item = wq.cancel(_item_id(item_id, positional_id), reason=reason)
+    print_json(item.to_json())
+
+
+@app.command()
+@handle_errors
+def retry(
+    positional_id: Annotated[int | None, typer.Argument(metavar="[ID]", show_default=False)] = None,
+    item_id: ItemId = None,
+    database_url: DatabaseUrl = None,
+    schema: Schema = None,
+) -> None:
+    """Requeue a failed or cancelled item with fresh attempts."""
+    with open_queue(database_url, schema) as wq:
+        item = wq.retry(_item_id(item_id, positional_id))
+    print_json(item.to_json())

@@ -1,0 +1,1 @@
+"""The database layer: named SQL statements, migrations, connections. Knows nothing of the CLI."""

@@ -1,0 +1,46 @@
+"""The small hierarchy of errors Clawnsole raises instead of raw driver errors."""
+
+from __future__ import annotations
+
+
+class ClawnsoleError(Exception):
+    """Base of every error Clawnsole raises on purpose."""
+
+    exit_code = 1
+
+
+class InvalidInput(ClawnsoleError):
+    """A value given by the caller is not acceptable; nothing was written."""
+
+    exit_code = 2
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class Conflict(ClawnsoleError):
+    """The item is not in a state that allows the operation (e.g. finishing a finished item)."""
+
+    exit_code = 3
+
+
+class LeaseLost(Conflict):
+    """The caller no longer holds the item's lease: another worker claimed it, or it was recovered."""
+
+
+class NotFound(ClawnsoleError):
+    """No item (or schedule) has that id or name."""
+
+    exit_code = 4
+
+
+class DatabaseUnavailable(ClawnsoleError):
+    """The database cannot be reached."""
+
+    exit_code = 5
+
+
+class SchemaMissing(DatabaseUnavailable):
+    """The Clawnsole schema is absent or older than this version: run `clawnsole migrate`."""

@@ -1,0 +1,120 @@
+"""Frozen result objects returned by the library."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+STATUSES = ("pending", "claimed", "done", "failed", "cancelled")
+FINISHED = ("done", "failed", "cancelled")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+@dataclass(frozen=True)
+class Item:
+    """A work item as stored."""
+
+    id: int
+    queue: str
+    kind: str | None
+    title: str
+    instructions: str | None
+    payload: dict[str, Any]
+    priority: int
+    status: str
+    dedupe_key: str | None
+    run_at: datetime
+    attempts: int
+    max_attempts: int
+    claimed_by: str | None
+    lease_token: UUID | None
+    lease_expires_at: datetime | None
+    progress_note: str | None
+    progress_percent: int | None
+    result: Any
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    claimed_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Item:
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+    def to_json(self, *, with_instructions: bool = True) -> dict[str, Any]:
+        """A JSON-ready dict; `instructions` left out on request (logs must never carry them)."""
+        data = _jsonable(asdict(self))
+        if not with_instructions:
+            data.pop("instructions")
+        return data  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """The outcome of an enqueue: the item, and whether this call created it (False: dedupe key matched)."""
+
+    item: Item
+    created: bool
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of an item's history."""
+
+    id: int
+    item_id: int
+    at: datetime
+    event: str
+    agent: str | None
+    detail: dict[str, Any] | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Event:
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+    def to_json(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class QueueCount:
+    """How many items a queue has in one status, with the age of its oldest due pending item."""
+
+    queue: str
+    status: str
+    items: int
+    oldest_pending_seconds: float | None
+    expired_leases: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """One item of a batch for `enqueue_many` (batches take no dedupe key)."""
+
+    queue: str
+    title: str
+    kind: str | None = None
+    instructions: str | None = None
+    payload: dict[str, Any] | None = None
+    priority: int = 50
+    run_at: datetime | None = None
+    max_attempts: int = 3
+    backoff: float = 10.0
+    lease: float = 300.0

@@ -1,0 +1,336 @@
+"""Every queue operation once, as a generator of named statements (sans-I/O).
+
+An operation yields `Step`s (a statement name and its parameters), receives each step's rows, and returns
+its result. `WorkQueue` runs them on a sync connection and `AsyncWorkQueue` on an asyncio one, so the logic
+of an operation is written exactly once whichever way it is driven.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeAlias, TypeVar
+
+from psycopg.types.json import Jsonb
+
+from clawnsole import validate
+from clawnsole.errors import Conflict, LeaseLost, NotFound
+from clawnsole.models import FINISHED, Enqueued, Event, Item, NewItem, QueueCount
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Step:
+    """Run the named statement with these parameters and send back its rows."""
+
+    name: str
+    params: dict[str, Any]
+
+
+T = TypeVar("T")
+Op: TypeAlias = Generator[Step, list[Row], T]
+
+# A racing enqueue can commit its key after our statement's snapshot; a fresh statement then sees it.
+_ENQUEUE_TRIES = 5
+
+
+def enqueue(
+    queue: str,
+    title: str,
+    *,
+    agent: str | None,
+    kind: str | None = None,
+    instructions: str | None = None,
+    payload: dict[str, Any] | str | None = None,
+    priority: int | str = 50,
+    dedupe_key: str | None = None,
+    cooldown: float | str | None = None,
+    run_at: datetime | str | None = None,
+    delay: float | str | None = None,
+    max_attempts: int = 3,
+    backoff: float | str = 10.0,
+    lease: float | str = 300.0,
+) -> Op[Enqueued]:
+    """Add one item; with a dedupe key, return the item already holding it instead (created=False)."""
+    if run_at is not None and delay is not None:
+        raise validate.InvalidInput("run_at", "give either a run time or a delay, not both")
+    if dedupe_key is not None and not 1 <= len(dedupe_key) <= 512:
+        raise validate.InvalidInput("dedupe_key", "must be 1-512 characters")
+    if cooldown is not None and dedupe_key is None:
+        raise validate.InvalidInput("cooldown", "only applies to items with a dedupe key")
+    params = {
+        "queue": validate.queue_name(queue),
+        "title": validate.title(title),
+        "kind": validate.kind(kind),
+        "instructions": validate.optional_text(instructions, "instructions", validate.MAX_PAYLOAD_BYTES),
+        "payload": Jsonb(validate.payload(payload if payload is not None else {})),
+        "priority": validate.priority(priority),
+        "dedupe_key": dedupe_key,
+        "cooldown": None if cooldown is None else validate.duration(cooldown, "cooldown", allow_zero=True),
+        "run_at": None if run_at is None else validate.timestamp(run_at, "run_at"),
+        "delay": None if delay is None else validate.duration(delay, "delay", allow_zero=True),
+        "max_attempts": validate.positive_int(max_attempts, "max_attempts", maximum=1000),
+        "backoff": validate.duration(backoff, "backoff", allow_zero=True),
+        "lease": validate.duration(lease, "lease"),
+        "agent": agent,
+    }
+    if dedupe_key is not None:
+        yield Step("item_dedupe_release", params)
+    for _ in range(_ENQUEUE_TRIES):
+        rows = yield Step("item_enqueue", params)
+        if rows:
+            return Enqueued(Item.from_row(rows[0]), bool(rows[0]["created"]))
+    raise Conflict(f"dedupe key {dedupe_key!r} kept changing hands; try again")
+
+
+def enqueue_many(items: Sequence[NewItem], *, agent: str | None) -> Op[list[int]]:
+    """Add a batch of items (no dedupe keys) in one statement; returns their ids in order."""
+    if not items:
+        return []
+    for index, item in enumerate(items):
+        try:
+            validate.queue_name(item.queue)
+            validate.title(item.title)
+            validate.kind(item.kind)
+            validate.payload(item.payload or {})
+            validate.priority(item.priority)
+            validate.positive_int(item.max_attempts, "max_attempts", maximum=1000)
+            validate.duration(item.lease, "lease")
+            validate.duration(item.backoff, "backoff", allow_zero=True)
+            if item.run_at is not None:
+                validate.timestamp(item.run_at, "run_at")
+        except validate.InvalidInput as error:
+            raise validate.InvalidInput(f"items[{index}].{error.field}", error.message) from None
+    rows = yield Step(
+        "item_enqueue_many",
+        {
+            "queues": [i.queue for i in items],
+            "kinds": [i.kind for i in items],
+            "titles": [i.title for i in items],
+            "instructions": [i.instructions for i in items],
+            "payloads": [Jsonb(i.payload or {}) for i in items],
+            "priorities": [i.priority for i in items],
+            "run_ats": [i.run_at for i in items],
+            "max_attempts": [i.max_attempts for i in items],
+            "backoffs": [float(i.backoff) for i in items],
+            "leases": [float(i.lease) for i in items],
+            "agent": agent,
+        },
+    )
+    return [int(r["id"]) for r in rows]
+
+
+def claim(
+    queues: Sequence[str],
+    *,
+    agent: str,
+    lease: float | str | None = None,
+    limit: int = 1,
+    recover: bool = True,
+) -> Op[list[Item]]:
+    """Claim up to `limit` due items, recovering expired leases in these queues first."""
+    params = {
+        "queues": [validate.queue_name(q) for q in queues] or _no_queue(),
+        "agent": validate.agent(agent),
+        "lease": None if lease is None else validate.duration(lease, "lease"),
+        "limit": validate.positive_int(limit, "limit", maximum=10_000),
+    }
+    if recover:
+        yield Step("lease_recover_expired", params)
+    rows = yield Step("item_claim", params)
+    return [Item.from_row(r) for r in rows]
+
+
+def _no_queue() -> list[str]:
+    raise validate.InvalidInput("queue", "name at least one queue")
+
+
+def _diagnose(item_id: int, agent: str | None, action: str) -> Op[None]:
+    """Raise the error that explains why a fenced write on `item_id` changed nothing."""
+    rows = yield Step("item_get", {"id": item_id})
+    if not rows:
+        raise NotFound(f"no item with id {item_id}")
+    status = rows[0]["status"]
+    if status in FINISHED:
+        raise Conflict(f"item {item_id} is already {status}; cannot {action} it")
+    raise LeaseLost(f"lease lost: item {item_id} is no longer held by {agent or 'this holder'!r} with that lease ({status})")
+
+
+def _fenced(item_id: int, agent: str | None, lease_token: str | None) -> dict[str, Any]:
+    """Parameters of a write fenced by the holder, the lease token, or both (never neither)."""
+    if agent is None and lease_token is None:
+        raise validate.InvalidInput("agent", "give the holding agent or the lease token")
+    return {
+        "id": item_id,
+        "agent": None if agent is None else validate.agent(agent),
+        "lease_token": validate.lease_token(lease_token),
+    }
+
+
+def progress(
+    item_id: int,
+    *,
+    agent: str | None,
+    lease_token: str | None = None,
+    note: str | None = None,
+    percent: int | None = None,
+    extend: float | str | None = None,
+    record: bool = True,
+) -> Op[Item]:
+    """Renew the lease (by the item's lease length or `extend`) and store a progress note/percent."""
+    params = _fenced(item_id, agent, lease_token) | {
+        "note": validate.optional_text(note, "note", 10_000),
+        "percent": validate.percent(percent),
+        "extend": None if extend is None else validate.duration(extend, "extend"),
+        "record": record,
+    }
+    rows = yield Step("lease_extend", params)
+    if not rows:
+        yield from _diagnose(item_id, agent, "renew")
+    return Item.from_row(rows[0])
+
+
+def done(item_id: int, *, agent: str | None, lease_token: str | None = None, result: Any = None) -> Op[Item]:
+    """Finish a held item successfully."""
+    params = _fenced(item_id, agent, lease_token) | {
+        "result": None if result is None else Jsonb(validate.json_value(result, "result"))
+    }
+    rows = yield Step("item_complete", params)
+    if not rows:
+        yield from _diagnose(item_id, agent, "finish")
+    return Item.from_row(rows[0])
+
+
+def fail(
+    item_id: int,
+    *,
+    agent: str | None,
+    error: str,
+    lease_token: str | None = None,
+    retry: bool = True,
+    backoff: float | str | None = None,
+) -> Op[Item]:
+    """Record a failed attempt: retried after a backoff while attempts remain, else failed for good."""
+    params = _fenced(item_id, agent, lease_token) | {
+        "error": validate.optional_text(error, "error", 64 * 1024) or "failed",
+        "retry": retry,
+        "backoff": None if backoff is None else validate.duration(backoff, "backoff", allow_zero=True),
+    }
+    rows = yield Step("item_fail", params)
+    if not rows:
+        yield from _diagnose(item_id, agent, "fail")
+    return Item.from_row(rows[0])
+
+
+def cancel(item_id: int, *, agent: str | None, reason: str | None = None) -> Op[Item]:
+    """Cancel a pending item."""
+    rows = yield Step("item_cancel", {"id": item_id, "agent": agent, "reason": reason})
+    if not rows:
+        current = yield Step("item_get", {"id": item_id})
+        if not current:
+            raise NotFound(f"no item with id {item_id}")
+        raise Conflict(f"item {item_id} is {current[0]['status']}; only pending items can be cancelled")
+    return Item.from_row(rows[0])
+
+
+def retry(item_id: int, *, agent: str | None) -> Op[Item]:
+    """Requeue a failed or cancelled item with fresh attempts."""
+    rows = yield Step("item_requeue", {"id": item_id, "agent": agent})
+    if not rows:
+        current = yield Step("item_get", {"id": item_id})
+        if not current:
+            raise NotFound(f"no item with id {item_id}")
+        raise Conflict(
+            f"item {item_id} is {current[0]['status']}; only failed or cancelled items can be retried"
+        )
+    return Item.from_row(rows[0])
+
+
+def get(item_id: int) -> Op[Item]:
+    """One item by id."""
+    rows = yield Step("item_get", {"id": item_id})
+    if not rows:
+        raise NotFound(f"no item with id {item_id}")
+    return Item.from_row(rows[0])
+
+
+def list_items(queue: str | None = None, status: str | None = None, limit: int = 100) -> Op[list[Item]]:
+    """Items, newest first, optionally of one queue and one status."""
+    params = {
+        "queue": None if queue is None else validate.queue_name(queue),
+        "status": validate.status(status),
+        "limit": validate.positive_int(limit, "limit", maximum=100_000),
+    }
+    rows = yield Step("item_list", params)
+    return [Item.from_row(r) for r in rows]
+
+
+def history(item_id: int) -> Op[list[Event]]:
+    """The events of one item, oldest first."""
+    yield from get(item_id)
+    rows = yield Step("item_history", {"id": item_id})
+    return [Event.from_row(r) for r in rows]
+
+
+def status(queue: str | None = None) -> Op[list[QueueCount]]:
+    """Counts per queue and status."""
+    rows = yield Step("queue_status", {"queue": None if queue is None else validate.queue_name(queue)})
+    return [
+        QueueCount(
+            r["queue"],
+            r["status"],
+            int(r["items"]),
+            None if r["oldest_pending_seconds"] is None else float(r["oldest_pending_seconds"]),
+            int(r["expired_leases"]),
+        )
+        for r in rows
+    ]
+
+
+def heartbeat(leases: Iterable[tuple[int, str]], *, agent: str) -> Op[set[int]]:
+    """Renew every listed lease still held by `agent`; returns the ids still held."""
+    pairs = list(leases)
+    if not pairs:
+        return set()
+    rows = yield Step(
+        "lease_extend_many", {"ids": [p[0] for p in pairs], "tokens": [p[1] for p in pairs], "agent": agent}
+    )
+    return {int(r["id"]) for r in rows}
+
+
+def complete_many(outcomes: Iterable[tuple[int, str, Any]], *, agent: str) -> Op[set[int]]:
+    """Finish a batch of held items as done; returns the ids whose lease was still held."""
+    batch = list(outcomes)
+    if not batch:
+        return set()
+    rows = yield Step(
+        "item_complete_many",
+        {
+            "ids": [b[0] for b in batch],
+            "tokens": [b[1] for b in batch],
+            "results": [None if b[2] is None else Jsonb(b[2]) for b in batch],
+            "agent": agent,
+        },
+    )
+    return {int(r["id"]) for r in rows}
+
+
+def release(leases: Iterable[tuple[int, str]], *, agent: str, reason: str) -> Op[set[int]]:
+    """Give held items back to pending without charging the attempt; returns the ids released."""
+    pairs = list(leases)
+    if not pairs:
+        return set()
+    rows = yield Step(
+        "lease_release_many",
+        {"ids": [p[0] for p in pairs], "tokens": [p[1] for p in pairs], "agent": agent, "reason": reason},
+    )
+    return {int(r["id"]) for r in rows}
+
+
+def next_due(queues: Sequence[str]) -> Op[float | None]:
+    """Seconds until the earliest pending item in these queues is due (<= 0: due now; None: none)."""
+    rows = yield Step("queue_next_due", {"queues": list(queues)})
+    seconds = rows[0]["seconds"] if rows else None
+    return None if seconds is None else float(seconds)
