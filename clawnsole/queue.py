@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 import socket
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -39,19 +40,25 @@ def notify_channel(schema: str) -> str:
 class _Core:
     """What both drivers share: statement lookup, error translation, the schema check."""
 
+    agent: str
+
     def __init__(self, schema: str) -> None:
         self.schema = schema
         self.channel = notify_channel(schema)
         self._sql = statements(schema)
         self._describe = "the database"
 
+    def _holder(self, agent: str | None, lease_token: str | None) -> str | None:
+        """Who a fenced write names: the given agent; else none when the lease token alone fences it."""
+        if agent is not None:
+            return agent
+        return None if lease_token is not None else self.agent
+
     def _params(self, step: ops.Step) -> dict[str, Any]:
         return {"channel": self.channel, **step.params}
 
     def _translate(self, error: psycopg.Error) -> ClawnsoleError:
-        if isinstance(
-            error, pgerrors.UndefinedTable | pgerrors.InvalidSchemaName | pgerrors.UndefinedFunction
-        ):
+        if isinstance(error, pgerrors.UndefinedTable | pgerrors.InvalidSchemaName | pgerrors.UndefinedFunction):
             return self._schema_missing(None)
         if isinstance(error, pgerrors.DataError | pgerrors.IntegrityError):
             return InvalidInput("input", str(error).splitlines()[0])
@@ -59,9 +66,7 @@ class _Core:
 
     def _schema_missing(self, version: str | None) -> SchemaMissing:
         if version is None:
-            return SchemaMissing(
-                f"the {self.schema!r} schema is not set up in this database: run `clawnsole migrate`"
-            )
+            return SchemaMissing(f"the {self.schema!r} schema is not set up in this database: run `clawnsole migrate`")
         return SchemaMissing(
             f"the {self.schema!r} schema is at migration {version}, this Clawnsole needs {latest_version()}: "
             "run `clawnsole migrate`"
@@ -146,9 +151,7 @@ class WorkQueue(_Core):
                     yield self._source
             else:
                 if self._pool is None:
-                    raise ClawnsoleError(
-                        "the work queue is not open: use `with WorkQueue(...)` or call open()"
-                    )
+                    raise ClawnsoleError("the work queue is not open: use `with WorkQueue(...)` or call open()")
                 with self._pool.connection() as pooled:
                     yield pooled
         except psycopg.Error as error:
@@ -176,7 +179,7 @@ class WorkQueue(_Core):
 
     def enqueue_many(
         self, items: Sequence[NewItem], *, conn: psycopg.Connection[Any] | None = None
-    ) -> list[int]:
+    ) -> builtins.list[int]:
         """Add a batch of items in one round trip; returns their ids."""
         return self.run(ops.enqueue_many(items, agent=self.agent), conn)
 
@@ -188,7 +191,7 @@ class WorkQueue(_Core):
         lease: float | str | None = None,
         limit: int = 1,
         conn: psycopg.Connection[Any] | None = None,
-    ) -> list[Item]:
+    ) -> builtins.list[Item]:
         """Claim up to `limit` due items from one or more queues (empty list: nothing due)."""
         names = [queues] if isinstance(queues, str) else list(queues)
         return self.run(ops.claim(names, agent=agent or self.agent, lease=lease, limit=limit), conn)
@@ -208,7 +211,7 @@ class WorkQueue(_Core):
         return self.run(
             ops.progress(
                 item_id,
-                agent=agent or self.agent,
+                agent=self._holder(agent, lease_token),
                 lease_token=lease_token,
                 note=note,
                 percent=percent,
@@ -228,7 +231,8 @@ class WorkQueue(_Core):
     ) -> Item:
         """Finish a held item successfully."""
         return self.run(
-            ops.done(item_id, agent=agent or self.agent, lease_token=lease_token, result=result), conn
+            ops.done(item_id, agent=self._holder(agent, lease_token), lease_token=lease_token, result=result),
+            conn,
         )
 
     def fail(
@@ -246,7 +250,7 @@ class WorkQueue(_Core):
         return self.run(
             ops.fail(
                 item_id,
-                agent=agent or self.agent,
+                agent=self._holder(agent, lease_token),
                 error=error,
                 lease_token=lease_token,
                 retry=retry,
@@ -255,9 +259,7 @@ class WorkQueue(_Core):
             conn,
         )
 
-    def cancel(
-        self, item_id: int, *, reason: str | None = None, conn: psycopg.Connection[Any] | None = None
-    ) -> Item:
+    def cancel(self, item_id: int, *, reason: str | None = None, conn: psycopg.Connection[Any] | None = None) -> Item:
         """Cancel a pending item."""
         return self.run(ops.cancel(item_id, agent=self.agent, reason=reason), conn)
 
@@ -269,15 +271,15 @@ class WorkQueue(_Core):
         """One item by id."""
         return self.run(ops.get(item_id), conn)
 
-    def list(self, queue: str | None = None, status: str | None = None, limit: int = 100) -> list[Item]:
+    def list(self, queue: str | None = None, status: str | None = None, limit: int = 100) -> builtins.list[Item]:
         """Items, newest first."""
         return self.run(ops.list_items(queue, status, limit))
 
-    def history(self, item_id: int) -> list[Event]:
+    def history(self, item_id: int) -> builtins.list[Event]:
         """An item's events, oldest first."""
         return self.run(ops.history(item_id))
 
-    def status(self, queue: str | None = None) -> list[QueueCount]:
+    def status(self, queue: str | None = None) -> builtins.list[QueueCount]:
         """Counts per queue and status."""
         return self.run(ops.status(queue))
 
@@ -370,13 +372,11 @@ class AsyncWorkQueue(_Core):
         self, queue: str, title: str, *, conn: psycopg.AsyncConnection[Any] | None = None, **options: Any
     ) -> Enqueued:
         """Add an item (see `ops.enqueue` for the options); idempotent with `dedupe_key`."""
-        return await self.run(
-            ops.enqueue(queue, title, agent=options.pop("agent", self.agent), **options), conn
-        )
+        return await self.run(ops.enqueue(queue, title, agent=options.pop("agent", self.agent), **options), conn)
 
     async def enqueue_many(
         self, items: Sequence[NewItem], *, conn: psycopg.AsyncConnection[Any] | None = None
-    ) -> list[int]:
+    ) -> builtins.list[int]:
         """Add a batch of items in one round trip; returns their ids."""
         return await self.run(ops.enqueue_many(items, agent=self.agent), conn)
 
@@ -388,7 +388,7 @@ class AsyncWorkQueue(_Core):
         lease: float | str | None = None,
         limit: int = 1,
         conn: psycopg.AsyncConnection[Any] | None = None,
-    ) -> list[Item]:
+    ) -> builtins.list[Item]:
         """Claim up to `limit` due items from one or more queues (empty list: nothing due)."""
         names = [queues] if isinstance(queues, str) else list(queues)
         return await self.run(ops.claim(names, agent=agent or self.agent, lease=lease, limit=limit), conn)
@@ -408,7 +408,7 @@ class AsyncWorkQueue(_Core):
         return await self.run(
             ops.progress(
                 item_id,
-                agent=agent or self.agent,
+                agent=self._holder(agent, lease_token),
                 lease_token=lease_token,
                 note=note,
                 percent=percent,
@@ -428,7 +428,8 @@ class AsyncWorkQueue(_Core):
     ) -> Item:
         """Finish a held item successfully."""
         return await self.run(
-            ops.done(item_id, agent=agent or self.agent, lease_token=lease_token, result=result), conn
+            ops.done(item_id, agent=self._holder(agent, lease_token), lease_token=lease_token, result=result),
+            conn,
         )
 
     async def fail(
@@ -446,7 +447,7 @@ class AsyncWorkQueue(_Core):
         return await self.run(
             ops.fail(
                 item_id,
-                agent=agent or self.agent,
+                agent=self._holder(agent, lease_token),
                 error=error,
                 lease_token=lease_token,
                 retry=retry,
@@ -469,15 +470,15 @@ class AsyncWorkQueue(_Core):
         """One item by id."""
         return await self.run(ops.get(item_id), conn)
 
-    async def list(self, queue: str | None = None, status: str | None = None, limit: int = 100) -> list[Item]:
+    async def list(self, queue: str | None = None, status: str | None = None, limit: int = 100) -> builtins.list[Item]:
         """Items, newest first."""
         return await self.run(ops.list_items(queue, status, limit))
 
-    async def history(self, item_id: int) -> list[Event]:
+    async def history(self, item_id: int) -> builtins.list[Event]:
         """An item's events, oldest first."""
         return await self.run(ops.history(item_id))
 
-    async def status(self, queue: str | None = None) -> list[QueueCount]:
+    async def status(self, queue: str | None = None) -> builtins.list[QueueCount]:
         """Counts per queue and status."""
         return await self.run(ops.status(queue))
 

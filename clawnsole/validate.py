@@ -20,9 +20,7 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 def queue_name(value: str, field: str = "queue") -> str:
     if not QUEUE_NAME.match(value):
-        raise InvalidInput(
-            field, f"{value!r} is not a queue name (1-128 of letters, digits, '.', '_', '-', ':')"
-        )
+        raise InvalidInput(field, f"{value!r} is not a queue name (1-128 of letters, digits, '.', '_', '-', ':')")
     return value
 
 
@@ -42,9 +40,7 @@ def optional_text(value: str | None, field: str, limit: int) -> str | None:
 
 def kind(value: str | None) -> str | None:
     if value is not None and not QUEUE_NAME.match(value):
-        raise InvalidInput(
-            "kind", f"{value!r} is not a kind name (1-128 of letters, digits, '.', '_', '-', ':')"
-        )
+        raise InvalidInput("kind", f"{value!r} is not a kind name (1-128 of letters, digits, '.', '_', '-', ':')")
     return value
 
 
@@ -123,9 +119,7 @@ def timestamp(value: datetime | str, field: str) -> datetime:
         try:
             value = datetime.fromisoformat(value.strip())
         except ValueError:
-            raise InvalidInput(
-                field, f"{value!r} is not an ISO 8601 time (e.g. 2026-11-21T09:00:00Z)"
-            ) from None
+            raise InvalidInput(field, f"{value!r} is not an ISO 8601 time (e.g. 2026-11-21T09:00:00Z)") from None
     if value.tzinfo is None:
         raise InvalidInput(field, "needs a UTC offset (e.g. 2026-11-21T09:00:00+00:00 or ...Z)")
     return value

@@ -119,7 +119,9 @@ def db_url(server_url: str, template_db: str) -> Iterator[str]:
     """The URL of a fresh, migrated database of this test's own."""
     name = f"clawnsole_t_{uuid.uuid4().hex[:12]}"
     with _admin(server_url) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_db)))
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_db))
+        )
     yield _with_dbname(server_url, name)
     with _admin(server_url) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -159,12 +161,18 @@ class Cli:
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CLAWNSOLE_") and k != "DATABASE_URL"}
         env["CLAWNSOLE_DATABASE_URL"] = self.db_url
+        # The `clawnsole` script installed beside this interpreter, as a user's shell would find it.
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         return env | extra
 
     def __call__(self, *args: str, input: str | None = None, timeout: float = 60, **env: str) -> CliResult:
         done = subprocess.run(
             [sys.executable, "-m", "clawnsole", *args],
-            input=input, capture_output=True, text=True, timeout=timeout, env=self.env(**env),
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env(**env),
         )
         return CliResult(done.returncode, done.stdout, done.stderr)
 

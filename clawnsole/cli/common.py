@@ -79,7 +79,9 @@ def settings(database_url: str | None, schema: str | None) -> Settings:
         return base.model_validate(base.model_dump() | overrides) if overrides else base
     except ValidationError as error:
         first = error.errors()[0]
-        field = {"schema_name": "schema"}.get(str(first["loc"][0]), str(first["loc"][0])) if first["loc"] else "settings"
+        field = (
+            {"schema_name": "schema"}.get(str(first["loc"][0]), str(first["loc"][0])) if first["loc"] else "settings"
+        )
         raise InvalidInput(field, first["msg"]) from None
 
 

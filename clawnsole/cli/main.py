@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from clawnsole.cli.common import EXIT_CODES_HELP, DatabaseUrl, Schema, handle_errors, print_table
+from clawnsole.cli.db import app as db_app
 from clawnsole.cli.workqueue import app as workqueue_app
 
 app = typer.Typer(
@@ -16,6 +17,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(workqueue_app, name="workqueue")
+app.add_typer(db_app, name="db")
 
 
 @app.command()
@@ -34,8 +36,12 @@ def migrate(
     url = resolve_url(config)
     if show_status:
         rows = [
-            {"version": m.version, "name": m.name, "state": "applied" if m.applied_at else "pending",
-             "applied_at": m.applied_at}
+            {
+                "version": m.version,
+                "name": m.name,
+                "state": "applied" if m.applied_at else "pending",
+                "applied_at": m.applied_at,
+            }
             for m in migrations.status(url, config.schema_name)
         ]
         print_table(rows, ["version", "name", "state", "applied_at"])

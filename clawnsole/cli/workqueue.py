@@ -30,12 +30,20 @@ HeldId = Annotated[
 ]
 Agent = Annotated[
     str | None,
-    typer.Option("--agent", envvar="CLAWNSOLE_AGENT", help="The worker's stable id ($CLAWNSOLE_AGENT).", show_default=False),
+    typer.Option(
+        "--agent",
+        envvar="CLAWNSOLE_AGENT",
+        help="The worker's stable id ($CLAWNSOLE_AGENT).",
+        show_default=False,
+    ),
 ]
 LeaseToken = Annotated[
     str | None,
     typer.Option(
-        "--lease", envvar="CLAWNSOLE_LEASE", help="The lease token from claim-next ($CLAWNSOLE_LEASE).", show_default=False
+        "--lease",
+        envvar="CLAWNSOLE_LEASE",
+        help="The lease token from claim-next ($CLAWNSOLE_LEASE).",
+        show_default=False,
     ),
 ]
 
@@ -51,6 +59,14 @@ def _item_id(option: int | None, positional: int | None = None) -> int:
     if value is None:
         raise InvalidInput("id", "missing: give --id ID")
     return value
+
+
+def _fence(agent: str | None, lease: str | None) -> None:
+    """A command line write must name the holder or the lease; the library's default agent means nothing here."""
+    from clawnsole.errors import InvalidInput
+
+    if agent is None and lease is None:
+        raise InvalidInput("agent", "give --agent (the holder) or --lease (the token from claim-next)")
 
 
 @app.command()
@@ -70,7 +86,8 @@ def enqueue(
         str | None, typer.Option("--dedupe-key", "--dedupeKey", help="Idempotency key per queue.")
     ] = None,
     cooldown: Annotated[
-        str | None, typer.Option(help="With a dedupe key: a finished item holds it only this long (e.g. 60m).")
+        str | None,
+        typer.Option(help="With a dedupe key: a finished item holds it only this long (e.g. 60m)."),
     ] = None,
     run_at: Annotated[str | None, typer.Option("--run-at", help="Not before this ISO 8601 time.")] = None,
     delay: Annotated[str | None, typer.Option(help="Not before now + this duration (90, 15m, 2h).")] = None,
@@ -93,9 +110,20 @@ def enqueue(
         payload = read_text_arg(payload_file, "payload", _MAX_TEXT)
     with open_queue(database_url, schema) as wq:
         outcome = wq.enqueue(
-            queue, title, kind=kind, instructions=instructions, payload=payload, priority=priority,
-            dedupe_key=dedupe_key, cooldown=cooldown, run_at=run_at, delay=delay, max_attempts=max_attempts,
-            backoff=backoff, lease=lease, agent=os.environ.get("CLAWNSOLE_AGENT"),
+            queue,
+            title,
+            kind=kind,
+            instructions=instructions,
+            payload=payload,
+            priority=priority,
+            dedupe_key=dedupe_key,
+            cooldown=cooldown,
+            run_at=run_at,
+            delay=delay,
+            max_attempts=max_attempts,
+            backoff=backoff,
+            lease=lease,
+            agent=os.environ.get("CLAWNSOLE_AGENT"),
         )
     print_json(outcome.item.to_json() | {"created": outcome.created})
 
@@ -107,9 +135,7 @@ def claim_next(
     agent: Agent = None,
     lease: Annotated[str, typer.Option(help="Lease length (seconds or 90s/15m/2h).")] = "300",
     limit: Annotated[int, typer.Option(help="Claim up to this many items (prints one JSON object per line).")] = 1,
-    wait: Annotated[
-        str | None, typer.Option(help="Block up to this long for an item (LISTEN/NOTIFY).")
-    ] = None,
+    wait: Annotated[str | None, typer.Option(help="Block up to this long for an item (LISTEN/NOTIFY).")] = None,
     database_url: DatabaseUrl = None,
     schema: Schema = None,
 ) -> None:
@@ -144,9 +170,9 @@ def progress(
     schema: Schema = None,
 ) -> None:
     """Record progress and renew the lease of a held item."""
+    _fence(agent, lease)
     with open_queue(database_url, schema) as wq:
-        item = wq.progress(_item_id(item_id), agent=agent, lease_token=lease, note=note, percent=percent,
-                           extend=extend)
+        item = wq.progress(_item_id(item_id), agent=agent, lease_token=lease, note=note, percent=percent, extend=extend)
     print_json(item.to_json())
 
 
@@ -163,6 +189,7 @@ def done(
     """Finish a held item successfully."""
     from clawnsole import validate
 
+    _fence(agent, lease)
     value = None if result is None else validate.json_value(result, "result")
     with open_queue(database_url, schema) as wq:
         item = wq.done(_item_id(item_id), agent=agent, lease_token=lease, result=value)
@@ -182,6 +209,7 @@ def fail(
     schema: Schema = None,
 ) -> None:
     """Record a failed attempt: retried after a backoff while attempts remain, else failed."""
+    _fence(agent, lease)
     with open_queue(database_url, schema) as wq:
         item = wq.fail(_item_id(item_id), error, agent=agent, lease_token=lease, retry=not no_retry, backoff=backoff)
     print_json(item.to_json())
@@ -237,7 +265,10 @@ def status(
     if as_json:
         print_json([c.to_json() for c in counts])
         return
-    print_table([c.to_json() for c in counts], ["queue", "status", "items", "oldest_pending_seconds", "expired_leases"])
+    print_table(
+        [c.to_json() for c in counts],
+        ["queue", "status", "items", "oldest_pending_seconds", "expired_leases"],
+    )
 
 
 @app.command()

@@ -69,9 +69,7 @@ def _lock_key(schema: str) -> int:
 
 
 def _applied(conn: psycopg.Connection[tuple[object, ...]], schema: str) -> dict[str, tuple[str, str]]:
-    exists = conn.execute(
-        "SELECT to_regclass(%s)", [f"{sql.Identifier(schema).as_string(None)}.schema_migrations"]
-    )
+    exists = conn.execute("SELECT to_regclass(%s)", [f"{sql.Identifier(schema).as_string(None)}.schema_migrations"])
     row = exists.fetchone()
     if row is None or row[0] is None:
         return {}

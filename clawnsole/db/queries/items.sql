@@ -87,14 +87,22 @@ SELECT id, status FROM upd;
 
 -- name: item_claim
 -- Claim up to `limit` due items from the given queues: highest priority, then earliest run_at, then FIFO.
--- Every eligibility filter sits inside the locking CTE with the LIMIT, so no more rows are locked than
--- returned; SKIP LOCKED lets concurrent workers take disjoint rows without waiting.
+-- Each queue is read through items_claimable_idx in index order (a scalar `queue =` per queue keeps the
+-- order; `queue = ANY(...)` would not and forces a sort of every pending row). Every eligibility filter sits
+-- inside the locking subquery with the LIMIT, so no more rows are locked than can be returned; SKIP LOCKED
+-- lets concurrent workers take disjoint rows without waiting.
 WITH next AS (
-    SELECT id FROM {schema}.items
-     WHERE queue = ANY(%(queues)s::text[]) AND status = 'pending' AND run_at <= now()
-     ORDER BY priority DESC, run_at, id
+    SELECT c.id
+      FROM unnest(%(queues)s::text[]) AS q(name)
+      CROSS JOIN LATERAL (
+          SELECT id, priority, run_at FROM {schema}.items
+           WHERE queue = q.name AND status = 'pending' AND run_at <= now()
+           ORDER BY priority DESC, run_at, id
+           LIMIT %(limit)s::int
+           FOR UPDATE SKIP LOCKED
+      ) c
+     ORDER BY c.priority DESC, c.run_at, c.id
      LIMIT %(limit)s::int
-     FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE {schema}.items i
        SET status = 'claimed', claimed_by = %(agent)s::text, attempts = i.attempts + 1,
