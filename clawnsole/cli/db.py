@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import typer
 
-from clawnsole.embedded import EmbeddedPostgres, EmbeddedUnavailable, default_database_url
+from clawnsole.cli.common import handle_errors
+from clawnsole.embedded import EmbeddedPostgres, default_database_url
 
 app = typer.Typer(
     help="Manage the embedded PostgreSQL server (data in CLAWNSOLE_DATA_DIR, socket only, no TCP port).",
@@ -16,38 +15,29 @@ app = typer.Typer(
 )
 
 
-@contextmanager
-def _clear_errors() -> Iterator[None]:
-    try:
-        yield
-    except EmbeddedUnavailable as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(error.exit_code) from None
-
-
 @app.command()
+@handle_errors
 def start() -> None:
     """Start the server, creating and migrating the cluster on first use."""
-    with _clear_errors():
-        # The same path as first use by any command, so a cluster created here is migrated too.
-        default_database_url(announce=False)
-        status = EmbeddedPostgres().status()
+    # The same path as first use by any command, so a cluster created here is migrated too.
+    default_database_url(announce=False)
+    status = EmbeddedPostgres().status()
     typer.echo(f"running (pid {status.pid}) in {status.data_dir}")
 
 
 @app.command()
+@handle_errors
 def stop() -> None:
     """Stop the server; data is kept."""
-    with _clear_errors():
-        EmbeddedPostgres().stop()
+    EmbeddedPostgres().stop()
     typer.echo("stopped")
 
 
 @app.command()
+@handle_errors
 def status(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """Show where the data lives, which PostgreSQL runs it, and whether it is running."""
-    with _clear_errors():
-        current = EmbeddedPostgres().status()
+    current = EmbeddedPostgres().status()
     if as_json:
         fields = {**vars(current), "data_dir": str(current.data_dir), "bindir": str(current.bindir)}
         typer.echo(json.dumps(fields))
@@ -60,18 +50,18 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print as JSON."))
 
 
 @app.command()
+@handle_errors
 def url() -> None:
     """Print the connection URL (starting the server if needed), e.g. psql "$(clawnsole db url)"."""
-    with _clear_errors():
-        typer.echo(default_database_url(announce=False))
+    typer.echo(default_database_url(announce=False))
 
 
 @app.command()
+@handle_errors
 def destroy(yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")) -> None:
     """Stop the server and delete its data directory: every queue and item in it is lost."""
     server = EmbeddedPostgres()
     if not yes:
         typer.confirm(f"Delete {server.data_dir} and everything in it?", abort=True)
-    with _clear_errors():
-        server.destroy()
+    server.destroy()
     typer.echo(f"deleted {server.data_dir}")

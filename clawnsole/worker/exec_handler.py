@@ -1,0 +1,249 @@
+"""`--exec`: run a command per item. The item's JSON (instructions included) goes to the child's stdin and
+nowhere else; its identity and lease go in the environment so the child can report progress itself.
+
+Exit 0 is done (the last stdout line is the result when it is a JSON object, else a bounded stdout tail);
+any other exit fails the attempt with a bounded stderr tail. A timeout, a lost lease or a shutdown stops the
+child with SIGTERM, then SIGKILL after a grace, and always the whole process group it may have started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import selectors
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from clawnsole.errors import InvalidInput
+from clawnsole.models import Item
+from clawnsole.worker.context import Cancelled, Context
+from clawnsole.worker.handlers import HandlerFailed
+from clawnsole.worker.sdnotify import SYSTEMD_VARIABLES
+
+# A result may be up to 1 MiB of JSON, so keep that much stdout; stderr only feeds an error message.
+_STDOUT_KEEP = 1024 * 1024 + 1
+_STDERR_KEEP = 64 * 1024
+_TAIL_CHARS = 2000
+# How often the wait re-checks the timeout and cancellation while the child is quiet.
+_TICK = 0.05
+# After the child exits, how long processes it left behind may hold its pipes before they are killed.
+_PIPE_LINGER = 1.0
+
+
+class _Tail:
+    """The last `keep` bytes written to it."""
+
+    def __init__(self, keep: int) -> None:
+        self._keep = keep
+        self._data = bytearray()
+
+    def add(self, chunk: bytes) -> None:
+        self._data += chunk
+        if len(self._data) > self._keep:
+            del self._data[: len(self._data) - self._keep]
+
+    def text(self) -> str:
+        return self._data.decode("utf-8", "replace")
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """On Linux, a pre-exec hook that makes the child get SIGKILL if the worker itself is killed (-9).
+
+    Without it an orphaned child could finish an item that another worker has meanwhile recovered. The
+    hook only calls prctl(2) through an already-loaded function: nothing that could need a lock another
+    thread held at fork time.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    set_parent_death_signal = 1  # PR_SET_PDEATHSIG
+    kill = int(signal.SIGKILL)
+
+    def hook() -> None:
+        prctl(set_parent_death_signal, kill, 0, 0, 0)
+
+    return hook
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> None:
+    # start_new_session made the child a process-group leader: signal everything it started, too.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signum)
+
+
+def describe_exit(returncode: int) -> str:
+    """"exit status N" or "killed by SIGNAME"."""
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit status {returncode}"
+
+
+def parse_result(stdout: str) -> Any:
+    """The item's result from a child's stdout: its last line if a JSON object, else the stdout tail."""
+    text = stdout.rstrip()
+    if not text:
+        return None
+    last = text.rsplit("\n", 1)[-1].strip()
+    if last.startswith("{"):
+        try:
+            value = json.loads(last)
+        except ValueError:
+            value = None
+        if isinstance(value, dict):
+            return value
+    return {"stdout": text[-_TAIL_CHARS:]}
+
+
+def _tail(text: str) -> str:
+    text = text.strip()
+    return text if len(text) <= _TAIL_CHARS else "…" + text[-_TAIL_CHARS:]
+
+
+class ExecHandler:
+    """A handler that runs `command` (split with shlex, or given to /bin/sh with `shell=True`) per item."""
+
+    def __init__(
+        self,
+        command: str,
+        *,
+        database_url: str,
+        schema: str,
+        shell: bool = False,
+        timeout: float | None = None,
+        kill_grace: float = 5.0,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        if shell:
+            argv = ["/bin/sh", "-c", command]
+        else:
+            try:
+                argv = shlex.split(command)
+            except ValueError as error:
+                raise InvalidInput("exec", f"cannot split {command!r}: {error}") from None
+        if not argv or not command.strip():
+            raise InvalidInput("exec", "the command is empty")
+        if not shell and shutil.which(argv[0]) is None:
+            raise InvalidInput("exec", f"{argv[0]!r} is not an executable file (nor found on PATH)")
+        self.argv = argv
+        self.timeout = timeout
+        self.kill_grace = kill_grace
+        source = os.environ if environ is None else environ
+        self._environ = {k: v for k, v in source.items() if k not in SYSTEMD_VARIABLES} | {
+            "CLAWNSOLE_DATABASE_URL": database_url,
+            "CLAWNSOLE_SCHEMA": schema,
+        }
+        self._preexec = _die_with_parent()
+
+    def __call__(self, item: Item, ctx: Context) -> Any:
+        env = self._environ | {
+            "CLAWNSOLE_ITEM_ID": str(item.id),
+            "CLAWNSOLE_QUEUE": item.queue,
+            "CLAWNSOLE_AGENT": ctx.agent,
+            "CLAWNSOLE_LEASE": ctx.lease_token,
+        }
+        stdin = json.dumps(item.to_json(), ensure_ascii=False).encode() + b"\n"
+        try:
+            process = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                # Its own session: a Ctrl-C on the worker's terminal reaches the worker only, which then
+                # decides (grace, release) what happens to the child; and the child's group can be killed.
+                start_new_session=True,
+                preexec_fn=self._preexec,  # see _die_with_parent
+            )
+        except OSError as error:
+            raise HandlerFailed(f"cannot start {self.argv[0]}: {error.strerror or error}") from None
+        returncode, stdout, stderr, stopped = self._communicate(process, stdin, ctx)
+        if stopped == "cancelled":
+            raise Cancelled(ctx.cancel_reason or "cancelled")
+        if stopped == "timeout":
+            detail = _tail(stderr)
+            message = f"timeout: still running after {self.timeout:g}s, terminated ({describe_exit(returncode)})"
+            raise HandlerFailed(message + (f": {detail}" if detail else ""))
+        if returncode != 0:
+            detail = _tail(stderr)
+            raise HandlerFailed(describe_exit(returncode) + (f": {detail}" if detail else ""))
+        return parse_result(stdout)
+
+    def _communicate(
+        self, process: subprocess.Popen[bytes], data: bytes, ctx: Context
+    ) -> tuple[int, str, str, str | None]:
+        """Feed stdin, collect bounded output, enforce the timeout and cancellation; reap the child."""
+        assert process.stdin and process.stdout and process.stderr
+        stdout, stderr = _Tail(_STDOUT_KEEP), _Tail(_STDERR_KEEP)
+        stdin_fd = process.stdin.fileno()
+        os.set_blocking(stdin_fd, False)
+        selector = selectors.DefaultSelector()
+        selector.register(stdin_fd, selectors.EVENT_WRITE, None)
+        selector.register(process.stdout.fileno(), selectors.EVENT_READ, stdout)
+        selector.register(process.stderr.fileno(), selectors.EVENT_READ, stderr)
+        view = memoryview(data)
+        written = 0
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        stopped: str | None = None
+        kill_at: float | None = None
+        exited_at: float | None = None
+        try:
+            while True:
+                now = time.monotonic()
+                if process.poll() is not None:
+                    if not selector.get_map():
+                        break
+                    exited_at = exited_at or now
+                    if now - exited_at >= _PIPE_LINGER:
+                        _signal_group(process, signal.SIGKILL)
+                        break
+                elif stopped is None and (ctx.cancelled.is_set() or (deadline is not None and now >= deadline)):
+                    stopped = "cancelled" if ctx.cancelled.is_set() else "timeout"
+                    _signal_group(process, signal.SIGKILL if ctx.kill_now else signal.SIGTERM)
+                    kill_at = now + self.kill_grace
+                elif kill_at is not None and (now >= kill_at or ctx.kill_now):
+                    _signal_group(process, signal.SIGKILL)
+                    kill_at = None
+                if not selector.get_map():
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        process.wait(_TICK)
+                    continue
+                for key, _ in selector.select(_TICK):
+                    if key.data is not None:
+                        chunk = os.read(key.fd, 65536)
+                        if chunk:
+                            key.data.add(chunk)
+                        else:
+                            selector.unregister(key.fd)
+                        continue
+                    try:
+                        written += os.write(stdin_fd, view[written : written + 65536])
+                    except BlockingIOError:
+                        continue
+                    except OSError:  # the child closed its stdin early: it did not want the rest
+                        written = len(data)
+                    if written >= len(data):
+                        selector.unregister(stdin_fd)
+                        process.stdin.close()
+        finally:
+            selector.close()
+            for stream in (process.stdin, process.stdout, process.stderr):
+                with contextlib.suppress(OSError):
+                    stream.close()
+            if process.poll() is None:  # only on an unexpected error above: never leave a child running
+                _signal_group(process, signal.SIGKILL)
+                process.wait()
+        return process.returncode, stdout.text(), stderr.text(), stopped
