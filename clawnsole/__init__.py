@@ -1,32 +1,52 @@
-"""Clawnsole: a PostgreSQL-native, lease-based work queue."""
+"""Clawnsole: a PostgreSQL-native, lease-based work queue.
+
+Public names are imported on first use, so a command-line call loads only the modules it needs.
+"""
 
 from __future__ import annotations
 
-from clawnsole.errors import (
-    ClawnsoleError,
-    Conflict,
-    DatabaseUnavailable,
-    InvalidInput,
-    LeaseLost,
-    NotFound,
-    SchemaMissing,
-)
-from clawnsole.models import Enqueued, Event, Item, NewItem, QueueCount
-from clawnsole.queue import AsyncWorkQueue, WorkQueue
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "AsyncWorkQueue",
-    "ClawnsoleError",
-    "Conflict",
-    "DatabaseUnavailable",
-    "Enqueued",
-    "Event",
-    "InvalidInput",
-    "Item",
-    "LeaseLost",
-    "NewItem",
-    "NotFound",
-    "QueueCount",
-    "SchemaMissing",
-    "WorkQueue",
-]
+if TYPE_CHECKING:
+    from clawnsole.errors import (
+        ClawnsoleError,
+        Conflict,
+        DatabaseUnavailable,
+        InvalidInput,
+        LeaseLost,
+        NotFound,
+        SchemaMissing,
+    )
+    from clawnsole.models import Enqueued, Event, Item, NewItem, QueueCount
+    from clawnsole.queue import AsyncWorkQueue, WorkQueue
+    from clawnsole.schedule_models import ImportReport, Schedule, ScheduleDef, ScheduleRun, TickReport
+    from clawnsole.schedules import AsyncSchedules, Schedules
+
+_WHERE = {
+    "clawnsole.errors": (
+        "ClawnsoleError",
+        "Conflict",
+        "DatabaseUnavailable",
+        "InvalidInput",
+        "LeaseLost",
+        "NotFound",
+        "SchemaMissing",
+    ),
+    "clawnsole.models": ("Enqueued", "Event", "Item", "NewItem", "QueueCount"),
+    "clawnsole.queue": ("AsyncWorkQueue", "WorkQueue"),
+    "clawnsole.schedule_models": ("ImportReport", "Schedule", "ScheduleDef", "ScheduleRun", "TickReport"),
+    "clawnsole.schedules": ("AsyncSchedules", "Schedules"),
+}
+_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'clawnsole' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value

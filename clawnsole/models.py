@@ -11,15 +11,16 @@ STATUSES = ("pending", "claimed", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """The value with datetimes and UUIDs as strings, ready for json.dumps."""
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, UUID):
         return str(value)
     if isinstance(value, list):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     return value
 
 
@@ -57,7 +58,7 @@ class Item:
 
     def to_json(self, *, with_instructions: bool = True) -> dict[str, Any]:
         """A JSON-ready dict; `instructions` left out on request (logs must never carry them)."""
-        data = _jsonable(asdict(self))
+        data = jsonable(asdict(self))
         if not with_instructions:
             data.pop("instructions")
         return data  # type: ignore[no-any-return]
@@ -87,7 +88,7 @@ class Event:
         return cls(**{f.name: row[f.name] for f in fields(cls)})
 
     def to_json(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))  # type: ignore[no-any-return]
+        return jsonable(asdict(self))  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)

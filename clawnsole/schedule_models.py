@@ -8,7 +8,7 @@ from typing import Any
 
 from clawnsole import scheduler, validate
 from clawnsole.errors import InvalidInput
-from clawnsole.models import _jsonable
+from clawnsole.models import jsonable
 
 # The fields of a definition that decide when it fires: changing one re-times the schedule.
 TIMING_FIELDS = ("cron", "timezone", "interval_seconds")
@@ -63,7 +63,9 @@ class ScheduleDef:
             kind=validate.kind(_optional_text(self.kind, "kind")),
             payload=validate.payload(self.payload if self.payload is not None else {}),
             priority=validate.priority(_priority(self.priority)),
-            max_attempts=validate.positive_int(_integer(self.max_attempts, "max_attempts"), "max_attempts", maximum=1000),
+            max_attempts=validate.positive_int(
+                _integer(self.max_attempts, "max_attempts"), "max_attempts", maximum=1000
+            ),
             catch_up=scheduler.parse_choice(self.catch_up, "catch_up", scheduler.CATCH_UP_POLICIES),
             overlap=scheduler.parse_choice(self.overlap, "overlap", scheduler.OVERLAP_POLICIES),
             status=scheduler.parse_choice(self.status, "status", scheduler.SCHEDULE_STATUSES),
@@ -146,7 +148,7 @@ class Schedule:
 
     def to_json(self, *, with_instructions: bool = True) -> dict[str, Any]:
         """A JSON-ready dict, with the timing described and the next run shown in its own zone too."""
-        data: dict[str, Any] = _jsonable(asdict(self))
+        data: dict[str, Any] = jsonable(asdict(self))
         if not with_instructions:
             data.pop("instructions")
         data["every"] = None if self.interval_seconds is None else scheduler.format_interval(self.interval_seconds)
@@ -172,10 +174,11 @@ class ScheduleRun:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ScheduleRun:
-        return cls(**{f.name: row.get(f.name) for f in fields(cls)})
+        values: dict[str, Any] = {f.name: row.get(f.name) for f in fields(cls)}
+        return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))  # type: ignore[no-any-return]
+        return jsonable(asdict(self))  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)

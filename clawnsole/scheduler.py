@@ -158,7 +158,11 @@ def _cron_next(expression: str, zone: ZoneInfo, after: datetime) -> datetime:
     from croniter import croniter
 
     # croniter walks naive wall-clock times, so its own (historically buggy) DST handling never runs.
-    walk = croniter(expression, _wall(after, zone))
+    start = _wall(after, zone)
+    if _near_transition(start, zone):
+        # Around a change the wall clock is not monotonic in real time: start early, skip what is past.
+        start -= _TRANSITION_REACH
+    walk = croniter(expression, start)
     while True:
         wall = walk.get_next(datetime)
         best = _instant(wall, zone)
@@ -178,7 +182,11 @@ def _cron_previous(expression: str, zone: ZoneInfo, at: datetime) -> datetime:
     from croniter import croniter
 
     # Start one second past `at` so a fire time equal to `at` counts (get_prev excludes its start).
-    walk = croniter(expression, _wall(at, zone) + timedelta(seconds=1))
+    start = _wall(at, zone) + timedelta(seconds=1)
+    if _near_transition(start, zone):
+        # In the repeat of a fall-back hour, earlier instants show later wall-clock times: start late.
+        start += _TRANSITION_REACH
+    walk = croniter(expression, start)
     while True:
         wall = walk.get_prev(datetime)
         best = _instant(wall, zone)

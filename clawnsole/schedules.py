@@ -11,6 +11,7 @@ schedules with exactly the logic the CLI uses.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -95,14 +96,14 @@ class Schedules:
         """One schedule by name (NotFound when there is none)."""
         return self._queue.run(schedule_ops.get(name))
 
-    def list(self, status: str | None = None) -> list[Schedule]:
+    def list(self, status: str | None = None) -> builtins.list[Schedule]:
         """Every schedule by name, optionally only `active` or `paused` ones."""
         return self._queue.run(schedule_ops.list_schedules(status))
 
     def update(
         self, name: str, *, now: datetime | None = None, conn: psycopg.Connection[Any] | None = None, **changes: Any
     ) -> Schedule:
-        """Change fields (as `definition`; None leaves a field, '' clears an optional text); re-times on a new timing."""
+        """Change fields (as `definition`; None keeps one, '' clears optional text); a new timing re-times it."""
         return self._queue.run(schedule_ops.update(name, _changes(changes), now=now), conn)
 
     def pause(self, name: str, *, conn: psycopg.Connection[Any] | None = None) -> Schedule:
@@ -125,7 +126,7 @@ class Schedules:
         """Enqueue the schedule's item immediately under its own dedupe key."""
         return self._queue.run(schedule_ops.run_now(name, agent=self._queue.agent, now=now), conn)
 
-    def runs(self, name: str, limit: int = 20) -> list[ScheduleRun]:
+    def runs(self, name: str, limit: int = 20) -> builtins.list[ScheduleRun]:
         """The newest run-log entries of a schedule, newest first."""
         return self._queue.run(schedule_ops.runs(name, limit))
 
@@ -140,7 +141,7 @@ class Schedules:
         """Upsert these definitions by name in one transaction (see `schedule_ops.apply`)."""
         return self._queue.run(schedule_ops.apply(definitions, prune=prune, dry_run=dry_run, now=now))
 
-    def export(self) -> list[ScheduleDef]:
+    def export(self) -> builtins.list[ScheduleDef]:
         """Every schedule's definition, by name (what `apply` takes back unchanged)."""
         return [s.definition for s in self.list()]
 
@@ -190,7 +191,7 @@ class AsyncSchedules:
         """One schedule by name (NotFound when there is none)."""
         return await self._queue.run(schedule_ops.get(name))
 
-    async def list(self, status: str | None = None) -> list[Schedule]:
+    async def list(self, status: str | None = None) -> builtins.list[Schedule]:
         """Every schedule by name, optionally only `active` or `paused` ones."""
         return await self._queue.run(schedule_ops.list_schedules(status))
 
@@ -202,7 +203,7 @@ class AsyncSchedules:
         conn: psycopg.AsyncConnection[Any] | None = None,
         **changes: Any,
     ) -> Schedule:
-        """Change fields (as `definition`; None leaves a field, '' clears an optional text); re-times on a new timing."""
+        """Change fields (as `definition`; None keeps one, '' clears optional text); a new timing re-times it."""
         return await self._queue.run(schedule_ops.update(name, _changes(changes), now=now), conn)
 
     async def pause(self, name: str, *, conn: psycopg.AsyncConnection[Any] | None = None) -> Schedule:
@@ -225,7 +226,7 @@ class AsyncSchedules:
         """Enqueue the schedule's item immediately under its own dedupe key."""
         return await self._queue.run(schedule_ops.run_now(name, agent=self._queue.agent, now=now), conn)
 
-    async def runs(self, name: str, limit: int = 20) -> list[ScheduleRun]:
+    async def runs(self, name: str, limit: int = 20) -> builtins.list[ScheduleRun]:
         """The newest run-log entries of a schedule, newest first."""
         return await self._queue.run(schedule_ops.runs(name, limit))
 
@@ -240,7 +241,7 @@ class AsyncSchedules:
         """Upsert these definitions by name in one transaction (see `schedule_ops.apply`)."""
         return await self._queue.run(schedule_ops.apply(definitions, prune=prune, dry_run=dry_run, now=now))
 
-    async def export(self) -> list[ScheduleDef]:
+    async def export(self) -> builtins.list[ScheduleDef]:
         """Every schedule's definition, by name (what `apply` takes back unchanged)."""
         return [s.definition for s in await self.list()]
 

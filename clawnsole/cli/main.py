@@ -6,8 +6,11 @@ from typing import Annotated
 
 import typer
 
+from clawnsole.cli.bench import bench_command
 from clawnsole.cli.common import EXIT_CODES_HELP, DatabaseUrl, Schema, handle_errors, print_table
 from clawnsole.cli.db import app as db_app
+from clawnsole.cli.schedule import schedule_app, scheduler_app
+from clawnsole.cli.worker import handlers_app
 from clawnsole.cli.workqueue import app as workqueue_app
 
 app = typer.Typer(
@@ -18,6 +21,10 @@ app = typer.Typer(
 )
 app.add_typer(workqueue_app, name="workqueue")
 app.add_typer(db_app, name="db")
+app.add_typer(schedule_app, name="schedule")
+app.add_typer(scheduler_app, name="scheduler")
+app.add_typer(handlers_app, name="handlers")
+app.command("bench")(bench_command)
 
 
 @app.command()

@@ -298,3 +298,8 @@ def retry(
     with open_queue(database_url, schema) as wq:
         item = wq.retry(_item_id(item_id, positional_id))
     print_json(item.to_json())
+
+# The worker commands live in their own module; they import the runtime only when run.
+from clawnsole.cli import worker as _worker  # noqa: E402
+
+_worker.register(app)

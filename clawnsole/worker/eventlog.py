@@ -7,6 +7,7 @@ call, and a line is a plain format of a few fields. Callers never pass an item's
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 import time
@@ -23,11 +24,16 @@ def _timestamp(now: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", seconds) + f".{int(now % 1 * 1000):03d}Z"
 
 
+_NEEDS_QUOTES = re.compile(r'[\s"=]')
+
+
 def _text_value(value: Any) -> str:
+    if type(value) is int:
+        return str(value)
     if isinstance(value, float):
-        return f"{value:.3f}"
+        return f"{value:.3f}".rstrip("0").rstrip(".")
     text = str(value)
-    return json.dumps(text) if (not text or any(c in text for c in ' "=\n\t')) else text
+    return json.dumps(text, ensure_ascii=False) if not text or _NEEDS_QUOTES.search(text) else text
 
 
 class EventLog:

@@ -83,7 +83,7 @@ def _signal_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> N
 
 
 def describe_exit(returncode: int) -> str:
-    """"exit status N" or "killed by SIGNAME"."""
+    """ "exit status N" or "killed by SIGNAME"."""
     if returncode < 0:
         try:
             return f"killed by {signal.Signals(-returncode).name}"
@@ -113,31 +113,34 @@ def _tail(text: str) -> str:
     return text if len(text) <= _TAIL_CHARS else "…" + text[-_TAIL_CHARS:]
 
 
+def command_argv(command: str, *, shell: bool = False) -> list[str]:
+    """The argv of an `--exec` command: shlex-split (no shell), or `/bin/sh -c command` with `shell`."""
+    if not command.strip():
+        raise InvalidInput("exec", "the command is empty")
+    if shell:
+        return ["/bin/sh", "-c", command]
+    try:
+        argv = shlex.split(command)
+    except ValueError as error:
+        raise InvalidInput("exec", f"cannot split {command!r}: {error}") from None
+    if shutil.which(argv[0]) is None:
+        raise InvalidInput("exec", f"{argv[0]!r} is not an executable file (nor found on PATH)")
+    return argv
+
+
 class ExecHandler:
-    """A handler that runs `command` (split with shlex, or given to /bin/sh with `shell=True`) per item."""
+    """A handler that runs `argv` (see `command_argv`) per item."""
 
     def __init__(
         self,
-        command: str,
+        argv: list[str],
         *,
         database_url: str,
         schema: str,
-        shell: bool = False,
         timeout: float | None = None,
         kill_grace: float = 5.0,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        if shell:
-            argv = ["/bin/sh", "-c", command]
-        else:
-            try:
-                argv = shlex.split(command)
-            except ValueError as error:
-                raise InvalidInput("exec", f"cannot split {command!r}: {error}") from None
-        if not argv or not command.strip():
-            raise InvalidInput("exec", "the command is empty")
-        if not shell and shutil.which(argv[0]) is None:
-            raise InvalidInput("exec", f"{argv[0]!r} is not an executable file (nor found on PATH)")
         self.argv = argv
         self.timeout = timeout
         self.kill_grace = kill_grace

@@ -70,7 +70,7 @@ class Registry:
                     raise InvalidInput("handlers", f"{name} has two handlers for kind {kind!r}")
                 found[kind] = value
         if not found:
-            raise InvalidInput("handlers", f"{name} has no functions marked with @handler(\"kind\")")
+            raise InvalidInput("handlers", f'{name} has no functions marked with @handler("kind")')
         return cls(found, name)
 
     def entries(self) -> list[Entry]:

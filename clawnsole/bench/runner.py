@@ -1,0 +1,70 @@
+"""Runs the chosen scenarios in a fresh scratch schema, the ceiling first, and always drops the schema."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from clawnsole.bench import ceiling as raw
+from clawnsole.bench.report import Report
+from clawnsole.bench.scenarios import FULL, QUICK, SCENARIOS, WORKER_CONCURRENCY, Bench, sizes_json
+from clawnsole.bench.scratch import Scratch, machine
+from clawnsole.errors import InvalidInput
+
+
+def choose(names: Sequence[str]) -> list[str]:
+    """The scenarios to run, in their fixed order (the ceiling first, so every figure can be compared)."""
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        raise InvalidInput("scenario", f"unknown {', '.join(unknown)} (choose from {', '.join(SCENARIOS)})")
+    return [n for n in SCENARIOS if not names or n in names]
+
+
+def run(
+    url: str,
+    schema: str,
+    names: Sequence[str],
+    *,
+    quick: bool,
+    allow_existing: bool,
+    use_pgbench: bool,
+    log: Callable[[str], None],
+) -> Report:
+    """Run the scenarios and return the report; the scratch schema is gone afterwards whatever happened."""
+    chosen = choose(names)
+    scratch = Scratch(url, schema)
+    scratch.check(allow_existing=allow_existing)
+    sizes = QUICK if quick else FULL
+    pgbench = raw.find_pgbench() if use_pgbench else None
+    report = Report(
+        mode="quick" if quick else "full",
+        machine=machine(url),
+        scenarios=chosen,
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        settings={
+            "schema": schema,
+            "worker_concurrency": WORKER_CONCURRENCY,
+            "ceiling_driver": "pgbench" if pgbench else "psycopg loop",
+            "pgbench": pgbench,
+            "sizes": sizes_json(sizes),
+        },
+    )
+    bench = Bench(scratch, sizes, report, "ceiling" in chosen, pgbench is not None, log)
+    began = time.perf_counter()
+    scratch.create()
+    try:
+        for name in chosen:
+            log(f"{name} …")
+            step = time.perf_counter()
+            try:
+                SCENARIOS[name](bench)
+            except Exception as error:  # one failed scenario must not hide the others' figures
+                report.errors[name] = f"{type(error).__name__}: {error}"
+                log("".join(traceback.format_exception(error)).rstrip())
+            log(f"{name}: {time.perf_counter() - step:.1f}s")
+    finally:
+        scratch.drop()
+        report.duration_s = time.perf_counter() - began
+    return report

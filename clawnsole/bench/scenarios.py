@@ -1,0 +1,448 @@
+"""The scenarios: what users do with the queue, timed, each next to its raw ceiling where one applies.
+
+Every scenario starts from an empty scratch schema. Worker processes are the real `clawnsole workqueue
+worker-loop` with a no-op handler; CLI calls are real new processes, as cron would start them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from psycopg import sql
+
+from clawnsole import ops
+from clawnsole.bench import ceiling as raw
+from clawnsole.bench.handlers import STARTS_ENV
+from clawnsole.bench.report import MS, RATE, Figure, Report
+from clawnsole.bench.scratch import Scratch
+from clawnsole.bench.stats import median, percentile, steady_rate, summary_ms
+from clawnsole.models import NewItem
+from clawnsole.queue import WorkQueue
+
+QUEUE = "bench"
+# The worker runtime's default --concurrency: the throughput scenario runs workers with their defaults.
+WORKER_CONCURRENCY = 10
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much work each scenario does: a full run for publishing, a quick one for CI."""
+
+    enqueue_single: int
+    enqueue_batches: tuple[tuple[int, int], ...]  # (batch size, batches per run)
+    throughput_items: int
+    repeats: int  # runs per figure; the median is reported
+    latency_samples: int
+    latency_gap: float  # seconds between enqueues
+    backlog_pending: tuple[int, ...]
+    backlog_finished: int
+    backlog_churn: int
+    backlog_samples: int
+    cli_calls: int
+    ceiling_claim_items: int
+
+
+FULL = Sizes(
+    enqueue_single=2_000,
+    enqueue_batches=((100, 100), (10_000, 5)),
+    throughput_items=30_000,
+    repeats=3,
+    latency_samples=250,
+    latency_gap=0.020,
+    backlog_pending=(1_000, 100_000, 1_000_000),
+    backlog_finished=1_000_000,
+    backlog_churn=1_000_000,
+    backlog_samples=300,
+    cli_calls=10,
+    ceiling_claim_items=60_000,
+)
+QUICK = Sizes(
+    enqueue_single=100,
+    enqueue_batches=((100, 3), (10_000, 1)),
+    throughput_items=300,
+    repeats=1,
+    latency_samples=10,
+    latency_gap=0.020,
+    backlog_pending=(1_000, 5_000),
+    backlog_finished=5_000,
+    backlog_churn=2_000,
+    backlog_samples=20,
+    cli_calls=1,
+    ceiling_claim_items=2_000,
+)
+
+
+@dataclass
+class Bench:
+    """What every scenario works with."""
+
+    scratch: Scratch
+    sizes: Sizes
+    report: Report
+    with_ceiling: bool
+    use_pgbench: bool
+    log: Callable[[str], None]
+    # Raw figures by key, measured by the `ceiling` scenario: (value, how it was driven).
+    ceilings: dict[str, tuple[float, str]] = field(default_factory=dict)
+
+    def figure(self, scenario: str, measure: str, value: float, unit: str, ceiling_key: str | None = None,
+               **detail: Any) -> Figure:
+        found = self.ceilings.get(ceiling_key) if ceiling_key else None
+        figure = Figure(scenario, measure, value, unit, None if found is None else found[0],
+                        None if found is None else found[1], detail)
+        self.log(f"  {scenario}: {measure}: {value:,.2f} {unit}")
+        return self.report.add(figure)
+
+    @contextmanager
+    def queue(self, connections: int = 1) -> Iterator[WorkQueue]:
+        with WorkQueue(self.scratch.url, schema=self.scratch.schema, agent="bench", max_connections=connections) as wq:
+            yield wq
+
+    def preload(self, count: int, title: str = "preloaded") -> None:
+        """Enqueue `count` items through the library in batches of 10,000."""
+        with self.queue() as wq:
+            for start in range(0, count, 10_000):
+                wq.enqueue_many([NewItem(QUEUE, f"{title} {n}") for n in range(start, min(count, start + 10_000))])
+        self.execute("VACUUM ANALYZE {items}")
+
+    def execute(self, statement: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        """A bench-only statement on the scratch schema (`{items}` and `{events}` name its tables)."""
+        query = sql.SQL(statement).format(  # type: ignore[arg-type]
+            items=self.scratch.qualified("items"), events=self.scratch.qualified("item_events")
+        )
+        with self.scratch.connect() as conn:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
+
+def _claim_complete_rate(b: Bench, batch: int, clients: int) -> tuple[float, str]:
+    """Items/s of the raw claim-then-finish script on `clients` connections over a preloaded backlog."""
+    b.scratch.reset()
+    per_client = max(1, b.sizes.ceiling_claim_items // (batch * clients))
+    b.preload(per_client * batch * clients + batch * clients)
+    with b.scratch.connect() as conn:
+        run = raw.run_raw(
+            b.scratch.url,
+            lambda style: raw.claim_complete_script(b.scratch, conn, QUEUE, batch, style),
+            clients=clients,
+            transactions=per_client,
+            use_pgbench=b.use_pgbench,
+        )
+    done = b.execute("SELECT count(*) FROM {items} WHERE status = 'done'")[0][0]
+    # Every transaction claims a full batch while the backlog lasts; scale down if some came up short.
+    return run.tps * batch * min(1.0, int(done) / (per_client * batch * clients)), run.method
+
+
+def ceiling(b: Bench) -> None:
+    """The raw figures every other scenario is compared with."""
+    s = b.sizes
+    b.scratch.reset()
+    with b.scratch.connect() as conn:
+        single = raw.run_raw(
+            b.scratch.url,
+            lambda style: raw.enqueue_script(b.scratch, conn, ops.enqueue(QUEUE, "raw", agent="ceiling"), style),
+            clients=1, transactions=s.enqueue_single, use_pgbench=b.use_pgbench,
+        )
+        b.ceilings["enqueue single"] = (single.tps, single.method)
+        for batch, count in s.enqueue_batches:
+            items = [NewItem(QUEUE, f"raw {n}") for n in range(batch)]
+            run = raw.run_raw(
+                b.scratch.url,
+                lambda style, items=items: raw.enqueue_script(  # type: ignore[misc]
+                    b.scratch, conn, ops.enqueue_many(items, agent="ceiling"), style
+                ),
+                clients=1, transactions=max(count, 2), use_pgbench=b.use_pgbench,
+            )
+            b.ceilings[f"enqueue_many {batch}"] = (run.tps * batch, run.method)
+    for batch in sorted({WORKER_CONCURRENCY, 100}):
+        for clients in (1, 2):
+            b.ceilings[f"claim {batch} x{clients}"] = _claim_complete_rate(b, batch, clients)
+    b.scratch.reset()
+    b.preload(1_000)
+    with b.scratch.connect() as conn:
+        script = raw.claim_complete_script(b.scratch, conn, QUEUE, 1, "psycopg")
+    timings = raw.timed_ops(b.scratch.url, script, b.sizes.backlog_samples)
+    b.ceilings["claim+done 1k"] = (summary_ms(timings)["p50"], "psycopg loop")
+    b.scratch.reset()
+    pickups = raw.raw_pickup(b.scratch, QUEUE, b.sizes.latency_samples, b.sizes.latency_gap)
+    b.ceilings["pickup p50"] = (percentile(pickups, 0.5) * 1000, "psycopg LISTEN + claim")
+    b.ceilings["pickup p99"] = (percentile(pickups, 0.99) * 1000, "psycopg LISTEN + claim")
+    b.preload(10)
+    with b.scratch.connect() as conn:
+        enqueue_sql = raw.enqueue_script(b.scratch, conn, ops.enqueue(QUEUE, "cron", agent=None), "pgbench")
+        claim_sql = raw.claim_complete_script(b.scratch, conn, QUEUE, 1, "pgbench")[:-1]
+    calls = max(3, b.sizes.cli_calls)
+    b.ceilings["process enqueue"] = (median(raw.process_start(b.scratch.url, enqueue_sql, calls)) * 1000,
+                                     "python -c 'import psycopg; …'")
+    b.ceilings["process claim-next"] = (median(raw.process_start(b.scratch.url, claim_sql, calls)) * 1000,
+                                        "python -c 'import psycopg; …'")
+    for key, (value, method) in b.ceilings.items():
+        unit = MS if key.startswith(("claim+done", "pickup", "process")) else RATE
+        b.report.add(Figure("ceiling", key, value, unit, detail={"method": method}))
+        b.log(f"  ceiling: {key}: {value:,.2f} {unit} ({method})")
+
+
+def enqueue(b: Bench) -> None:
+    """Single-item enqueue from one connection, and enqueue_many in batches."""
+    s = b.sizes
+    b.scratch.reset()
+    with b.queue() as wq:
+        for n in range(20):
+            wq.enqueue(QUEUE, f"warm-up {n}")
+        runs = []
+        for _ in range(s.repeats):
+            began = time.perf_counter()
+            for n in range(s.enqueue_single):
+                wq.enqueue(QUEUE, f"item {n}")
+            runs.append(s.enqueue_single / (time.perf_counter() - began))
+        b.figure("enqueue", "single, 1 connection", median(runs), RATE, "enqueue single", runs=runs)
+        for batch, count in s.enqueue_batches:
+            items = [NewItem(QUEUE, f"item {n}") for n in range(batch)]
+            wq.enqueue_many(items)
+            runs = []
+            for _ in range(s.repeats):
+                began = time.perf_counter()
+                for _ in range(count):
+                    wq.enqueue_many(items)
+                runs.append(batch * count / (time.perf_counter() - began))
+            b.figure("enqueue", f"enqueue_many, batches of {batch:,}", median(runs), RATE,
+                     f"enqueue_many {batch}", runs=runs)
+
+
+@contextmanager
+def workers(b: Bench, count: int, handler: str, env: dict[str, str] | None = None) -> Iterator[list[Path]]:
+    """`count` worker-loop processes with default settings, stopped with SIGTERM (a graceful drain) at the end."""
+    logs = [Path(tempfile.mkstemp(prefix="clawnsole-bench-worker-", suffix=".log")[1]) for _ in range(count)]
+    processes = []
+    for n, log in enumerate(logs):
+        with open(log, "wb") as stderr:
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "clawnsole", "workqueue", "worker-loop", "--queue", QUEUE,
+                     "--handler", handler, "--agent", f"bench-worker-{n}",
+                     "--database-url", b.scratch.url, "--schema", b.scratch.schema],
+                    stdout=subprocess.DEVNULL, stderr=stderr,
+                    env=os.environ | {"CLAWNSOLE_SCHEMA": b.scratch.schema} | (env or {}),
+                )
+            )
+    try:
+        yield logs
+        for p in processes:
+            if p.poll() is not None:
+                raise RuntimeError(f"a worker exited early ({p.returncode}): {_tail(logs[processes.index(p)])}")
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in processes:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for log in logs:
+            log.unlink(missing_ok=True)
+
+
+def _tail(path: Path) -> str:
+    lines = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    return lines[-1] if lines else "(no output)"
+
+
+def _wait_done(b: Bench, count: int, timeout: float, processes_logs: list[Path]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if int(b.execute("SELECT count(*) FROM {items} WHERE status = 'done'")[0][0]) >= count:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"workers did not finish {count} items in {timeout:.0f}s: {_tail(processes_logs[0])}")
+
+
+def throughput(b: Bench) -> None:
+    """Drain a preloaded backlog with 1 and 2 worker processes (no-op handler, default concurrency)."""
+    s = b.sizes
+    for count in (1, 2):
+        rates, drains = [], []
+        for _ in range(s.repeats):
+            b.scratch.reset()
+            b.preload(s.throughput_items)
+            with workers(b, count, "clawnsole.bench.handlers:noop") as logs:
+                _wait_done(b, s.throughput_items, 60 + s.throughput_items / 200, logs)
+            rows = b.execute(
+                "SELECT extract(epoch FROM finished_at)::float8, extract(epoch FROM claimed_at)::float8"
+                " FROM {items} WHERE status = 'done'"
+            )
+            finished = [float(r[0]) for r in rows]
+            rates.append(steady_rate(finished))
+            drains.append(max(finished) - min(float(r[1]) for r in rows))
+        b.figure(
+            "throughput", f"{count} worker process{'es' if count > 1 else ''}, steady (10-90 %)", median(rates),
+            RATE, f"claim {WORKER_CONCURRENCY} x{count}", runs=[round(r) for r in rates],
+            drain_s=median(drains), items=s.throughput_items,
+        )
+
+
+def latency(b: Bench) -> None:
+    """One idle worker; items enqueued one at a time 20 ms apart; enqueue → handler start."""
+    s = b.sizes
+    b.scratch.reset()
+    starts = Path(tempfile.mkstemp(prefix="clawnsole-bench-starts-")[1])
+    sent: dict[int, float] = {}
+    try:
+        with workers(b, 1, "clawnsole.bench.handlers:record_start", {STARTS_ENV: str(starts)}) as logs, \
+                b.queue() as wq:
+            # Warm up until the worker has handled an item, so it is started, connected and idle.
+            deadline = time.monotonic() + 60
+            while not starts.read_text().strip():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the worker never started an item: {_tail(logs[0])}")
+                wq.enqueue(QUEUE, "warm-up")
+                time.sleep(0.2)
+            time.sleep(0.3)
+            warm = len(starts.read_text().splitlines())
+            for n in range(s.latency_samples):
+                time.sleep(s.latency_gap)
+                began = time.time()
+                sent[wq.enqueue(QUEUE, f"latency {n}").item.id] = began
+            deadline = time.monotonic() + 30
+            while len(starts.read_text().splitlines()) < warm + len(sent) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        started = {int(i): float(t) for i, t in (line.split() for line in starts.read_text().splitlines())}
+    finally:
+        starts.unlink(missing_ok=True)
+    delays = [started[i] - t for i, t in sent.items() if i in started]
+    if len(delays) < len(sent):
+        raise RuntimeError(f"only {len(delays)} of {len(sent)} items were started")
+    summary = summary_ms(delays)
+    b.figure("latency", "enqueue → handler start, p50", summary["p50"], MS, "pickup p50", **summary)
+    b.figure("latency", "enqueue → handler start, p99", summary["p99"], MS, "pickup p99")
+
+
+def _claim_done(b: Bench, label: str, raw_too: bool) -> None:
+    """Claim one item and finish it, `backlog_samples` times, on one connection; with its raw twin."""
+    samples = b.sizes.backlog_samples
+    with b.queue() as wq:
+        timings = []
+        for n in range(samples + 10):
+            began = time.perf_counter()
+            item = wq.claim_next(QUEUE)[0]
+            wq.done(item.id, lease_token=str(item.lease_token))
+            if n >= 10:
+                timings.append(time.perf_counter() - began)
+    key = None
+    if raw_too:
+        with b.scratch.connect() as conn:
+            script = raw.claim_complete_script(b.scratch, conn, QUEUE, 1, "psycopg")
+        raw_p50 = summary_ms(raw.timed_ops(b.scratch.url, script, samples))["p50"]
+        key = f"claim+done {label}"
+        b.ceilings[key] = (raw_p50, "psycopg loop")
+    b.figure("backlog", f"claim+done p50, {label}", summary_ms(timings)["p50"], MS, key, **summary_ms(timings))
+
+
+def _load(b: Bench, count: int, status: str = "pending") -> None:
+    """A bulk backlog in one INSERT … SELECT (setup only: no history rows, which claims never read)."""
+    b.execute(
+        "INSERT INTO {items} (queue, title, status, attempts, claimed_by, finished_at)"
+        " SELECT %s, 'backlog ' || g, %s, CASE WHEN %s = 'done' THEN 1 ELSE 0 END,"
+        "        CASE WHEN %s = 'done' THEN 'loader' END, CASE WHEN %s = 'done' THEN now() END"
+        "   FROM generate_series(1, %s) AS g",
+        [QUEUE, status, status, status, status, count],
+    )
+
+
+def backlog(b: Bench) -> None:
+    """Claim+done latency with growing pending backlogs, with finished rows, and after churn without vacuum."""
+    s = b.sizes
+    extra = 2 * (s.backlog_samples + 10)  # consumed by the measurements themselves
+    for pending in s.backlog_pending:
+        b.scratch.reset()
+        _load(b, pending + extra)
+        b.execute("VACUUM ANALYZE {items}")
+        _claim_done(b, f"{_count(pending)} pending", b.with_ceiling)
+    b.scratch.reset()
+    _load(b, s.backlog_finished, "done")
+    _load(b, 1_000 + extra)
+    b.execute("VACUUM ANALYZE {items}")
+    _claim_done(b, f"1k pending + {_count(s.backlog_finished)} finished", b.with_ceiling)
+
+    b.scratch.reset()
+    _load(b, s.backlog_churn + 1_000 + 2 * extra)
+    b.execute("VACUUM ANALYZE {items}")
+    b.execute("ALTER TABLE {items} SET (autovacuum_enabled = off)")
+    b.execute("ALTER TABLE {events} SET (autovacuum_enabled = off)")
+    try:
+        began = time.perf_counter()
+        with b.queue() as wq:
+            left = s.backlog_churn
+            while left > 0:
+                claimed = wq.claim_next(QUEUE, limit=min(left, 1_000))
+                wq.run(ops.complete_many([(i.id, str(i.lease_token), None) for i in claimed], agent="bench"))
+                left -= len(claimed)
+        b.log(f"  backlog: churned {s.backlog_churn:,} rows in {time.perf_counter() - began:.1f}s")
+        label = f"1k pending after {_count(s.backlog_churn)} churned"
+        _claim_done(b, f"{label}, no vacuum", b.with_ceiling)
+        b.execute("VACUUM {items}")
+        _claim_done(b, f"{label}, vacuumed", b.with_ceiling)
+    finally:
+        b.execute("ALTER TABLE {items} RESET (autovacuum_enabled)")
+        b.execute("ALTER TABLE {events} RESET (autovacuum_enabled)")
+
+
+def _count(n: int) -> str:
+    return f"{n // 1_000_000}M" if n >= 1_000_000 and n % 1_000_000 == 0 else (
+        f"{n // 1_000}k" if n >= 1_000 and n % 1_000 == 0 else str(n))
+
+
+def _clawnsole_command() -> list[str]:
+    """The `clawnsole` console script beside this interpreter, as cron would run it; else `python -m`."""
+    script = Path(sys.executable).parent / "clawnsole"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "clawnsole"]
+
+
+def cli(b: Bench) -> None:
+    """Wall time of `clawnsole workqueue enqueue` and `claim-next`, a new process each, as cron runs them."""
+    b.scratch.reset()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLAWNSOLE_") and k != "DATABASE_URL"}
+    env |= {"CLAWNSOLE_DATABASE_URL": b.scratch.url, "CLAWNSOLE_SCHEMA": b.scratch.schema}
+    base = [*_clawnsole_command(), "workqueue"]
+    commands = {
+        "enqueue": [*base, "enqueue", "--queue", QUEUE, "--title", "from cron"],
+        "claim-next": [*base, "claim-next", "--queue", QUEUE, "--agent", "cron"],
+    }
+    calls = b.sizes.cli_calls
+    b.preload(calls * 2 + 2)
+    for name, argv in commands.items():
+        subprocess.run(argv, env=env, check=True, capture_output=True, timeout=60)  # warm the page cache
+        timings = []
+        for _ in range(calls):
+            began = time.perf_counter()
+            done = subprocess.run(argv, env=env, capture_output=True, timeout=60, check=False)
+            timings.append(time.perf_counter() - began)
+            if done.returncode != 0:
+                raise RuntimeError(f"`clawnsole workqueue {name}` failed: {done.stderr.decode().strip()}")
+        b.figure("cli", f"workqueue {name}, wall per call", median(timings) * 1000, MS, f"process {name}",
+                 **({"p95": percentile(timings, 0.95) * 1000, "max": max(timings) * 1000} if calls > 2 else {}),
+                 calls=calls)
+
+
+SCENARIOS: dict[str, Callable[[Bench], None]] = {
+    "ceiling": ceiling,
+    "enqueue": enqueue,
+    "throughput": throughput,
+    "latency": latency,
+    "backlog": backlog,
+    "cli": cli,
+}
+
+
+def sizes_json(sizes: Sizes) -> dict[str, Any]:
+    return asdict(sizes)

@@ -1,0 +1,206 @@
+"""The scheduler process: fire due schedules, then sleep until the next one is due or a schedule changes.
+
+`run_scheduler` is the daemon (`clawnsole scheduler run`, and the side task of `worker-loop
+--with-scheduler`); `tick` is one pass (`clawnsole scheduler tick`, for cron). Both are safe to run many
+times over on many machines: each window's item is enqueued exactly once (see `schedule_ops.fire`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential, wait_random
+
+from clawnsole.db.connect import connect, unavailable
+from clawnsole.errors import DatabaseUnavailable, SchemaMissing
+from clawnsole.queue import WorkQueue, default_agent
+from clawnsole.schedule_models import TickReport
+from clawnsole.schedules import Schedules, schedule_channel
+
+log = logging.getLogger("clawnsole.scheduler")
+
+# The longest the daemon sleeps without looking (a backstop should a NOTIFY be lost, e.g. across a
+# reconnect, or a schedule be edited with plain SQL).
+MAX_SLEEP = 60.0
+# How often a sleeping daemon checks its stop event.
+_STOP_CHECK = 0.25
+# After a pass that left schedules due (held by another scheduler), look again this soon, not at once.
+_CONTENDED_PAUSE = 0.2
+APPLICATION_NAME = "clawnsole-scheduler"
+# After losing the database mid-run, wait this long before the first reconnect attempt.
+_RECONNECT_PAUSE = 0.5
+
+
+def _conninfo(conninfo: str) -> str:
+    """The conninfo with application_name 'clawnsole-scheduler' unless it names one (pg_stat_activity shows it)."""
+    try:
+        if "application_name" in psycopg.conninfo.conninfo_to_dict(conninfo):
+            return conninfo
+        return psycopg.conninfo.make_conninfo(conninfo, application_name=APPLICATION_NAME)
+    except psycopg.ProgrammingError:
+        return conninfo  # let connect() report the unparsable URL, password redacted
+
+
+def scheduler_agent() -> str:
+    """The id a scheduler records in run logs: scheduler@host:pid."""
+    return f"scheduler@{default_agent()}"
+
+
+def tick(conninfo: str, schema: str, *, agent: str | None = None, now: datetime | None = None) -> TickReport:
+    """Fire every due schedule once, on a connection of its own, and return what it did."""
+    with connect(_conninfo(conninfo)) as conn:
+        queue = WorkQueue(conn, schema=schema, agent=agent or scheduler_agent()).open()
+        report = Schedules(queue).tick(now=now)
+    _log_report(report)
+    return report
+
+
+class _ScheduleListener:
+    """A dedicated autocommit connection listening for schedule changes."""
+
+    def __init__(self, conninfo: str, schema: str) -> None:
+        self._conninfo = conninfo
+        self._channel = schedule_channel(schema)
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def open(self) -> _ScheduleListener:
+        self._conn = connect(self._conninfo, autocommit=True)
+        self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+        return self
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def wait(self, timeout: float, stop: threading.Event) -> bool:
+        """Block up to `timeout` seconds; True when a schedule changed (stop also ends the wait)."""
+        assert self._conn is not None
+        deadline = time.monotonic() + timeout
+        try:
+            while not stop.is_set() and (remaining := deadline - time.monotonic()) > 0:
+                woken = False
+                for _ in self._conn.notifies(timeout=min(remaining, _STOP_CHECK), stop_after=1):
+                    woken = True
+                if woken:
+                    # One wake for a burst (an import of fifty schedules): drain what is already here. (Not
+                    # inside the loop above: a notifies() generator holds the connection's lock.)
+                    for _ in self._conn.notifies(timeout=0.01):
+                        pass
+                    return True
+            return False
+        except psycopg.OperationalError as error:
+            raise unavailable(self._conninfo, error) from None
+
+
+def _log_report(report: TickReport) -> None:
+    for fired in report.fired:
+        for fire_at, item_id in fired.enqueued:
+            log.info("schedule %s: enqueued item %d for %s", fired.schedule, item_id, fire_at.isoformat())
+        for fire_at in fired.skipped:
+            log.info("schedule %s: skipped %s (its previous item is still open)", fired.schedule, fire_at.isoformat())
+        if fired.missed_from is not None:
+            log.info("schedule %s: missed windows from %s", fired.schedule, fired.missed_from.isoformat())
+        if fired.error is not None:
+            log.warning("schedule %s: enqueue failed: %s", fired.schedule, fired.error)
+
+
+class _Session:
+    """What a connected scheduler holds: a connection for its transactions and one for LISTEN."""
+
+    def __init__(self, conninfo: str, schema: str, agent: str) -> None:
+        conninfo = _conninfo(conninfo)
+        self._listener = _ScheduleListener(conninfo, schema).open()
+        try:
+            self._conn = connect(conninfo)
+            self.schedules = Schedules(WorkQueue(self._conn, schema=schema, agent=agent).open())
+        except BaseException:
+            self.close()
+            raise
+
+    def wait(self, timeout: float, stop: threading.Event) -> bool:
+        return self._listener.wait(timeout, stop)
+
+    def close(self) -> None:
+        self._listener.close()
+        conn = getattr(self, "_conn", None)
+        if conn is not None:
+            conn.close()
+
+
+def _serve(session: _Session, stop: threading.Event, max_sleep: float) -> None:
+    """Tick and sleep until stop is set; raises DatabaseUnavailable when the database goes away."""
+    while not stop.is_set():
+        report = session.schedules.tick()
+        _log_report(report)
+        due_in = session.schedules.seconds_until_due()
+        if due_in is None:
+            sleep = max_sleep
+        elif due_in > 0:
+            sleep = min(due_in, max_sleep)
+        else:
+            sleep = _CONTENDED_PAUSE
+        session.wait(sleep, stop)
+
+
+def run_scheduler(
+    conninfo: str,
+    schema: str,
+    stop: threading.Event,
+    *,
+    agent: str | None = None,
+    max_sleep: float = MAX_SLEEP,
+) -> None:
+    """Fire due schedules until `stop` is set (blocks; returns within a fraction of a second of it).
+
+    Sleeps until the next schedule is due, waking early when a schedule is added or changed (LISTEN).
+    When the database is unreachable it reconnects with jittered exponential backoff (0.5 s to 30 s) for
+    as long as it takes; a schema that is missing or too old is raised (SchemaMissing) instead, as is
+    any other error, so a supervisor sees a broken scheduler rather than a silent one.
+    """
+    who = agent or scheduler_agent()
+
+    def transient(error: BaseException) -> bool:
+        return isinstance(error, DatabaseUnavailable) and not isinstance(error, SchemaMissing)
+
+    def warn(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.warning("scheduler: database unavailable (%s); retrying in %.1fs", error, wait)
+
+    def nap(seconds: float) -> None:
+        stop.wait(seconds)
+
+    while not stop.is_set():
+        # A fresh Retrying per connection, so the backoff starts small again after a healthy run.
+        retrying = Retrying(
+            retry=retry_if_exception(transient),
+            wait=wait_exponential(multiplier=0.5, max=30.0) + wait_random(0, 1),
+            stop=lambda _state: stop.is_set(),
+            sleep=nap,
+            before_sleep=warn,
+            reraise=True,
+        )
+        try:
+            session = retrying(_Session, conninfo, schema, who)
+        except DatabaseUnavailable as error:
+            if transient(error) and stop.is_set():
+                break
+            raise
+        log.info("scheduler %s started (schema %r)", who, schema)
+        try:
+            _serve(session, stop, max_sleep)
+        except DatabaseUnavailable as error:
+            if not transient(error):
+                raise
+            log.warning("scheduler: lost the database (%s); reconnecting", error)
+            nap(_RECONNECT_PAUSE)
+        finally:
+            session.close()
+    log.info("scheduler %s stopped", who)

@@ -1,0 +1,525 @@
+"""The worker: one claim loop feeding a fixed pool of handler threads, with monitored side threads.
+
+Threads, not processes: handlers are I/O-bound (an `--exec` child, an agent call), and CPU-heavy work is
+isolated in `--exec` children anyway. Only the claim loop claims, and only as many items as there are free
+handler slots (`limit` = free slots), so one connection serves any concurrency and nothing waits claimed
+in a local buffer while its lease runs. Outcomes go to a finisher thread that records every done item
+waiting in one statement.
+
+Side threads: the heartbeat (renews every lease in flight each lease/3, feeds the systemd watchdog), the
+listener (LISTEN wake-ups), the finisher and any extra task (the scheduler). If one dies, the worker stops
+loudly: it drains, releases, and exits 1.
+
+Stopping is two-stage: stop claiming and let in-flight items finish within the grace; then stop the rest
+(children get SIGTERM, then SIGKILL), and only then release their leases without charging the attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from clawnsole import ops, validate
+from clawnsole.errors import DatabaseUnavailable, InvalidInput, LeaseLost
+from clawnsole.models import Item
+from clawnsole.worker import steps
+from clawnsole.worker.context import Cancelled, Context
+from clawnsole.worker.eventlog import EventLog, Record
+from clawnsole.worker.finisher import Finisher, Outcome, short
+from clawnsole.worker.handlers import Handler, HandlerFailed
+from clawnsole.worker.heartbeat import Heartbeat
+from clawnsole.worker.inflight import InFlight, Slot
+from clawnsole.worker.sdnotify import Notifier
+from clawnsole.worker.session import Session, Stopped, retry_call, worker_conninfo
+from clawnsole.worker.tally import Tally
+from clawnsole.worker.wakeups import Wakeups
+
+# A busy worker also recovers expired leases in its queues at most this often (an idle one on every
+# timed wake-up), so items of a crashed worker come back without a second statement per claim.
+RECOVER_EVERY = 1.0
+# Shortest idle wait when something is due but could not be claimed (locked by a concurrent claim).
+MIN_IDLE_WAIT = 0.25
+# How long the claim loop may go without looking around (max runtime, watchdog liveness).
+LOOP_TICK = 1.0
+# At shutdown: how long to keep trying to write outcomes and releases while the database is away.
+SHUTDOWN_WRITE_TIMEOUT = 10.0
+# At shutdown: how long to wait for each side thread (they check their stop event at least this often).
+THREAD_JOIN_TIMEOUT = 5.0
+# Extra time given to handler threads to return after their children were killed.
+RETURN_MARGIN = 2.0
+STATUS_EVERY = 1.0
+# Default concurrency. A Python handler slot is an idle thread, and claims are batched by free slots, so a
+# wide default costs nothing and lets fast handlers run thousands of items a second; an `--exec` slot is a
+# child process, so there the default follows the machine.
+PYTHON_CONCURRENCY = 32
+
+
+def default_concurrency(*, processes: bool) -> int:
+    """Items run at once when not configured: 32 Python handler threads, or one child process per CPU."""
+    return max(2, os.cpu_count() or 2) if processes else PYTHON_CONCURRENCY
+
+
+# The claim loop looks around at least every LOOP_TICK; this long without, it counts as stuck (watchdog).
+LOOP_STALL = 10.0
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How a worker claims and runs items."""
+
+    queues: tuple[str, ...]
+    agent: str
+    concurrency: int = PYTHON_CONCURRENCY
+    lease: float = 300.0
+    poll: float = 30.0
+    grace: float = 30.0
+    # SIGTERM to SIGKILL, for children being stopped (timeout, lost lease, shutdown).
+    kill_grace: float = 5.0
+    max_items: int | None = None
+    max_runtime: float | None = None
+    # worker-pass: no LISTEN; stop claiming as soon as the queues have nothing due.
+    once: bool = False
+
+    def __post_init__(self) -> None:
+        for name in self.queues:
+            validate.queue_name(name)
+        if not self.queues:
+            raise InvalidInput("queue", "name at least one queue")
+        validate.agent(self.agent)
+        validate.positive_int(self.concurrency, "concurrency", maximum=1000)
+        validate.duration(self.lease, "lease")
+        validate.duration(self.poll, "poll")
+        validate.duration(self.grace, "grace", allow_zero=True)
+        validate.duration(self.kill_grace, "kill_grace", allow_zero=True)
+        if self.max_items is not None:
+            validate.positive_int(self.max_items, "max_items", maximum=10**9)
+        if self.max_runtime is not None:
+            validate.duration(self.max_runtime, "max_runtime")
+
+
+@dataclass(frozen=True)
+class SideTask:
+    """A function run in its own thread for the worker's lifetime; it must return once `stop` is set."""
+
+    name: str
+    target: Callable[[threading.Event], None]
+
+
+class Worker:
+    """Claims items from its queues and runs `handler` on each; `run()` blocks until stopped."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        handler: Handler,
+        options: WorkerOptions,
+        *,
+        schema: str = "clawnsole",
+        log: EventLog | None = None,
+        notifier: Notifier | None = None,
+        side_tasks: Sequence[SideTask] = (),
+    ) -> None:
+        self.options = options
+        self._conninfo = worker_conninfo(conninfo, options.agent)
+        self._schema = schema
+        self._handler = handler
+        self._log = log or EventLog(agent=options.agent)
+        self._notifier = notifier or Notifier(None)
+        self._side_tasks = list(side_tasks)
+        self.tally = Tally()
+        self._inflight = InFlight(options.concurrency)
+        self._jobs: queue.SimpleQueue[Slot | None] = queue.SimpleQueue()
+        # Guarded by the in-flight condition: `_stopping` ends claiming; the drain then waits until
+        # `_drain_deadline` (None: until every handler returns, after a budget) unless `_immediate`.
+        self._stopping = False
+        self._immediate = False
+        self._stop_reason = ""
+        self._drain_deadline: float | None = None
+        self._closing = False  # past the drain: side threads returning now is expected
+        self._exit_code = 0
+        self._stop_event = threading.Event()  # set with _stopping, for waits outside the condition
+        self._threads_stop = threading.Event()  # side threads stop after the leases are settled
+        self._loop_tick = time.monotonic()
+        self._last_status = 0.0
+        watchdog = self._notifier.watchdog_interval
+        self._heartbeat_interval = options.lease / 3 if watchdog is None else min(options.lease / 3, watchdog / 3)
+        self._tick = LOOP_TICK if watchdog is None else min(LOOP_TICK, watchdog / 3)
+        self._claim_session = Session(self._conninfo, schema, options.agent)
+        self._finish_session = Session(self._conninfo, schema, options.agent)
+        self._side_session = Session(self._conninfo, schema, options.agent)
+        self._finisher = Finisher(
+            self._finish_session,
+            agent=options.agent,
+            inflight=self._inflight,
+            log=self._log,
+            tally=self.tally,
+            on_change=self._status_changed,
+        )
+        self._heartbeat = Heartbeat(
+            self._side_session,
+            agent=options.agent,
+            interval=self._heartbeat_interval,
+            inflight=self._inflight,
+            log=self._log,
+            tally=self.tally,
+            stop=self._threads_stop,
+            on_beat=self._on_beat,
+        )
+        self._wakeups = Wakeups(
+            self._conninfo, schema, options.queues, inflight=self._inflight, log=self._log, stop=self._threads_stop
+        )
+        self._threads: list[threading.Thread] = []
+        self._finisher_thread = threading.Thread()
+        self._handler_threads: list[threading.Thread] = []
+
+    # Control ------------------------------------------------------------------------------------------
+
+    def stop(self, immediate: bool = False, reason: str = "signal") -> None:
+        """Stop claiming and drain within the grace; `immediate` releases what is still running at once."""
+        deadline = time.monotonic() + self.options.grace
+        with self._inflight.cond:
+            if not self._stopping:
+                self._stop_reason = reason
+            self._stopping = True
+            # A signal during an unbounded drain (after a budget) bounds it by the grace from now.
+            self._drain_deadline = deadline if self._drain_deadline is None else min(deadline, self._drain_deadline)
+            self._immediate = self._immediate or immediate
+            self._inflight.cond.notify_all()
+        self._stop_event.set()
+        if immediate:
+            for slot in self._inflight.releasing():
+                slot.ctx.cancel("worker shutting down", kill_now=True)
+
+    def _fatal(self, name: str, error: BaseException | None) -> None:
+        detail = "returned" if error is None else f"{type(error).__name__}: {error}"
+        self._log.emit("side_task_died", task=name, error=detail)
+        self._exit_code = 1
+        self.stop(reason=f"{name} stopped unexpectedly")
+
+    # Main loop ----------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Connect, claim and run items until stopped or out of budget; returns the exit code (0, or 1
+        when a side task died)."""
+        options = self.options
+        started = time.monotonic()
+        self._log.emit(
+            "starting",
+            agent=options.agent,
+            queues=",".join(options.queues),
+            concurrency=options.concurrency,
+            lease=options.lease,
+            mode="pass" if options.once else "loop",
+        )
+        try:
+            # A missing schema at start is a configuration error (run migrate), not an outage to wait out.
+            retry_call(
+                lambda: self._claim_session.run(steps.ping()),
+                log=self._log,
+                what="connecting",
+                stop=self._stop_event,
+                schema_missing_is_fatal=True,
+            )
+            if not options.once:
+                self._wakeups.open()
+        except Stopped:
+            self._close_sessions()
+            self._log.emit("stopped", reason=self._stop_reason, **self.tally.as_dict())
+            return self._exit_code
+        except BaseException:
+            self._close_sessions()
+            raise
+        self._start_threads()
+        self._notifier.ready(self.tally.summary(0))
+        self._log.emit("ready")
+        try:
+            self._claim_loop(started)
+        finally:
+            self._shutdown()
+        return self._exit_code
+
+    def _claim_loop(self, started: float) -> None:
+        options = self.options
+        cond = self._inflight.cond
+        recover_at = 0.0
+        while True:
+            with cond:
+                now = self._loop_tick = time.monotonic()
+                if self._stopping or self._out_of_time(started, now):
+                    return
+                budget = None if options.max_items is None else options.max_items - self.tally.claimed
+                if budget == 0:
+                    self._stopping, self._stop_reason = True, "max items"
+                    self._stop_event.set()
+                    return
+                free = self._inflight.free()
+                if free <= 0:
+                    cond.wait(self._tick)  # a handler returning notifies
+                    continue
+                self._inflight.hinted = False
+            limit = free if budget is None else min(free, budget)
+            recover = now >= recover_at
+            try:
+                items = self._claim(limit, recover)
+            except Stopped:
+                return
+            if recover:
+                recover_at = now + RECOVER_EVERY
+            if items:
+                self._dispatch(items)
+            if len(items) == limit:
+                continue
+            if options.once:
+                with cond:
+                    if not self._stopping:
+                        self._stopping, self._stop_reason = True, "queue empty"
+                        self._stop_event.set()
+                return
+            if not self._idle_wait(self._idle_timeout(), started):
+                recover_at = 0.0  # a timed wake-up may be a lease running out: recover first
+
+    def _out_of_time(self, started: float, now: float) -> bool:
+        """Begin stopping when --max-runtime has passed (call with the condition held)."""
+        if self.options.max_runtime is None or now - started < self.options.max_runtime:
+            return False
+        self._stopping, self._stop_reason = True, "max runtime"
+        self._drain_deadline = now + self.options.grace
+        self._stop_event.set()
+        return True
+
+    def _idle_wait(self, timeout: float, started: float) -> bool:
+        """Wait for a wake-up hint (True), a stop, or the timeout, looking around every tick meanwhile."""
+        cond = self._inflight.cond
+        deadline = time.monotonic() + timeout
+        with cond:
+            while not (self._inflight.hinted or self._stopping):
+                now = self._loop_tick = time.monotonic()
+                if now >= deadline or self._out_of_time(started, now):
+                    break
+                cond.wait(min(deadline - now, self._tick))
+            return self._inflight.hinted
+
+    def _claim(self, limit: int, recover: bool) -> list[Item]:
+        options = self.options
+        # The operation is a generator: a retry needs a fresh one, so build it inside the call.
+        return retry_call(
+            lambda: self._claim_session.run(
+                ops.claim(options.queues, agent=options.agent, lease=options.lease, limit=limit, recover=recover)
+            ),
+            log=self._log,
+            what="claiming",
+            stop=self._stop_event,
+        )
+
+    def _idle_timeout(self) -> float:
+        """Until the next due item or expiring lease, capped by the poll interval (jittered by 10%)."""
+        poll = self.options.poll * random.uniform(0.9, 1.1)
+        try:
+            due = self._claim_session.run(steps.next_wakeup(self.options.queues, agent=self.options.agent))
+        except DatabaseUnavailable:
+            due = None  # the next claim retries (and logs); meanwhile just wait
+        return poll if due is None else min(poll, max(due + 0.02, MIN_IDLE_WAIT))
+
+    def _dispatch(self, items: list[Item]) -> None:
+        now = time.monotonic()
+        agent = self.options.agent
+        slots = []
+        for item in items:
+            token = str(item.lease_token)
+            slots.append(Slot(item, token, Context(item, token, agent, self._progress), now))
+        self._inflight.add(slots)
+        self.tally.add(claimed=len(slots))
+        self._log.emit_many(
+            ("claimed", {"id": s.item.id, "queue": s.item.queue, "attempt": s.item.attempts, "kind": s.item.kind})
+            for s in slots
+        )
+        for slot in slots:
+            self._jobs.put(slot)
+
+    # Handler threads ----------------------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        while (slot := self._jobs.get()) is not None:
+            # A slot released at shutdown before any thread took it up is not started at all.
+            outcome = None if slot.ctx.cancelled.is_set() else self._execute(slot)
+            if self._inflight.handler_returned(slot) and outcome is not None:
+                self._finisher.put(outcome)
+
+    def _execute(self, slot: Slot) -> Outcome | None:
+        ctx = slot.ctx
+        try:
+            result = self._handler(slot.item, ctx)
+        except HandlerFailed as failure:
+            return Outcome(slot, error=failure.message, retry=failure.retry)
+        except (Cancelled, LeaseLost) as error:
+            if ctx.cancelled.is_set():
+                return None  # the worker stopped it: no outcome is written
+            return Outcome(slot, error=f"{type(error).__name__}: {error}")
+        except (Exception, SystemExit) as error:
+            return Outcome(slot, error=f"{type(error).__name__}: {error}".rstrip(": "))
+        if ctx.cancelled.is_set():
+            return None
+        if result is not None:
+            try:
+                size = len(json.dumps(result))
+            except (TypeError, ValueError) as error:
+                return Outcome(slot, error=f"the handler's result is not JSON-serialisable: {error}")
+            if size > validate.MAX_PAYLOAD_BYTES:
+                return Outcome(slot, error="the handler's result is larger than 1 MiB")
+        return Outcome(slot, result=result)
+
+    def _progress(self, ctx: Context, note: str | None, percent: int | None) -> bool:
+        item = ctx.item
+        try:
+            self._side_session.run(
+                ops.progress(item.id, agent=self.options.agent, lease_token=ctx.lease_token, note=note, percent=percent)
+            )
+        except LeaseLost:
+            for slot in self._inflight.lose([item.id]):
+                slot.ctx.cancel("lease lost")
+                self.tally.add(lost=1)
+                self._log.emit("lease_lost", id=item.id, queue=item.queue, attempt=item.attempts, detail="on progress")
+            raise
+        except DatabaseUnavailable as error:
+            self._log.emit("progress_not_recorded", id=item.id, queue=item.queue, error=str(error))
+            return False
+        return True
+
+    # Side threads -------------------------------------------------------------------------------------
+
+    def _monitored(self, name: str, target: Callable[[], None]) -> threading.Thread:
+        def body() -> None:
+            try:
+                target()
+            except BaseException as error:
+                self._fatal(name, error)
+            else:
+                if not self._closing:
+                    self._fatal(name, None)
+
+        return threading.Thread(target=body, name=f"clawnsole-{name}", daemon=True)
+
+    def _start_threads(self) -> None:
+        for index in range(self.options.concurrency):
+            thread = threading.Thread(target=self._serve, name=f"clawnsole-handler-{index}", daemon=True)
+            self._handler_threads.append(thread)
+        self._finisher_thread = self._monitored("finisher", self._finisher.run)
+        self._threads = [self._finisher_thread, self._monitored("heartbeat", self._heartbeat.run)]
+        if not self.options.once:
+            self._threads.append(self._monitored("listener", self._wakeups.run))
+        for task in self._side_tasks:
+            self._threads.append(self._monitored(task.name, self._bind(task)))
+        for thread in [*self._handler_threads, *self._threads]:
+            thread.start()
+
+    def _bind(self, task: SideTask) -> Callable[[], None]:
+        return lambda: task.target(self._threads_stop)
+
+    def _on_beat(self) -> None:
+        # Feed the watchdog only while both the database and the claim loop are alive, so systemd restarts
+        # a worker wedged on a dead connection or a stuck loop.
+        if time.monotonic() - self._loop_tick < LOOP_STALL:
+            self._notifier.watchdog()
+
+    def _status_changed(self) -> None:
+        now = time.monotonic()
+        if self._notifier.enabled and now - self._last_status >= STATUS_EVERY:
+            self._last_status = now
+            self._notifier.status(self.tally.summary(self._inflight.count()))
+
+    # Shutdown -----------------------------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        cond = self._inflight.cond
+        with cond:
+            reason = self._stop_reason
+            in_flight = self._inflight.busy
+        self._notifier.stopping(f"stopping ({reason}): {self.tally.summary(in_flight)}")
+        self._log.emit("stopping", reason=reason, in_flight=in_flight)
+        self._drain()
+        leftovers = self._inflight.take_for_release()
+        if leftovers:
+            self._release(leftovers)
+        self._closing = True
+        for _ in self._handler_threads:
+            self._jobs.put(None)
+        self._finisher.close()
+        self._finisher_thread.join(SHUTDOWN_WRITE_TIMEOUT)
+        if self._finisher_thread.is_alive():
+            self._finisher.abandon.set()
+            self._finisher_thread.join(THREAD_JOIN_TIMEOUT)
+        self._threads_stop.set()
+        for thread in self._threads:
+            thread.join(THREAD_JOIN_TIMEOUT)
+        self._close_sessions()
+        summary = self.tally.summary(self._inflight.count())
+        self._notifier.status(f"stopped ({reason}): {summary}")
+        self._log.emit("stopped", reason=reason, **self.tally.as_dict())
+
+    def _drain(self) -> None:
+        """Wait for handlers to finish: all of them after a budget, else within the grace."""
+        cond = self._inflight.cond
+        with cond:
+            while self._inflight.busy > 0 and not self._immediate:
+                now = self._loop_tick = time.monotonic()
+                remaining = self._tick if self._drain_deadline is None else self._drain_deadline - now
+                if remaining <= 0:
+                    return
+                cond.wait(min(remaining, self._tick))
+
+    def _release(self, slots: list[Slot]) -> None:
+        """Stop the handlers still running (children first), then give their leases back."""
+        kill_now = self._immediate
+        for slot in slots:
+            slot.ctx.cancel("worker shutting down", kill_now=kill_now)
+        # Children are killed before the leases go back, so no orphan finishes an item another worker
+        # has meanwhile claimed. Python handlers cannot be killed: they die with the process, just after.
+        deadline = time.monotonic() + (0.0 if kill_now else self.options.kill_grace) + RETURN_MARGIN
+        cond = self._inflight.cond
+        with cond:
+            while not all(s.returned for s in slots) and (remaining := deadline - time.monotonic()) > 0:
+                self._loop_tick = time.monotonic()
+                cond.wait(min(remaining, self._tick))
+            stuck = [s.item.id for s in slots if not s.returned]
+        if stuck:
+            self._log.emit("handler_still_running", ids=",".join(map(str, stuck)), detail="released anyway")
+        pairs = [(s.item.id, s.token) for s in slots]
+        try:
+            released: set[int] = retry_call(
+                lambda: self._side_session.run(ops.release(pairs, agent=self.options.agent, reason="shutdown")),
+                log=self._log,
+                what="releasing leases",
+                give_up_after=SHUTDOWN_WRITE_TIMEOUT,
+            )
+        except DatabaseUnavailable:
+            released = set()
+        now = time.monotonic()
+        records: list[Record] = []
+        for slot in slots:
+            fields: dict[str, Any] = {
+                "id": slot.item.id,
+                "queue": slot.item.queue,
+                "attempt": slot.item.attempts,
+                "duration": now - slot.claimed_at,
+            }
+            if slot.item.id in released:
+                records.append(("released", fields))
+            else:
+                records.append(
+                    ("not_released", fields | {"detail": short("lease lost or database away; it will expire")})
+                )
+        self.tally.add(released=len(released))
+        self._inflight.forget(s.item.id for s in slots)
+        self._log.emit_many(records)
+
+    def _close_sessions(self) -> None:
+        for session in (self._claim_session, self._finish_session, self._side_session):
+            session.close()
+        self._notifier.close()

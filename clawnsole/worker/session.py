@@ -1,0 +1,136 @@
+"""Connections that survive outages: one autocommit connection per role, reopened on demand, and retries
+with exponential backoff and jitter (tenacity) that log every attempt and never give up on their own."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import psycopg
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_before_delay, stop_never
+from tenacity.wait import wait_random_exponential
+
+from clawnsole import ops
+from clawnsole.db.connect import connect
+from clawnsole.errors import DatabaseUnavailable, SchemaMissing
+from clawnsole.queue import WorkQueue
+from clawnsole.worker.eventlog import EventLog
+
+T = TypeVar("T")
+
+# Backoff between attempts: uniform in [0, min(MAX, FIRST * 2**n)] ("full jitter"), so a fleet of workers
+# does not reconnect in lockstep after a database restart.
+BACKOFF_FIRST = 0.25
+BACKOFF_MAX = 30.0
+
+
+class Stopped(Exception):
+    """The worker began stopping while waiting to retry."""
+
+
+def worker_conninfo(conninfo: str, agent: str) -> str:
+    """The conninfo with an application name naming the worker (pg_stat_activity) and TCP keepalives, so a
+    connection to a vanished server fails within a minute instead of hanging forever."""
+    given = psycopg.conninfo.conninfo_to_dict(conninfo)
+    extra = {
+        "application_name": f"clawnsole-worker:{agent}"[:63],
+        "keepalives": "1",
+        "keepalives_idle": "30",
+        "keepalives_interval": "10",
+        "keepalives_count": "3",
+    }
+    return psycopg.conninfo.make_conninfo(conninfo, **{k: v for k, v in extra.items() if k not in given})
+
+
+class Session:
+    """One autocommit connection used by one role of the worker (claiming, finishing, heartbeats).
+
+    Every statement commits on its own (the worker's operations need no multi-statement atomicity), which
+    saves the BEGIN/COMMIT round trips on the hot path. A failed connection is dropped; the next call
+    opens a new one, so retrying a call is all it takes to reconnect.
+    """
+
+    def __init__(self, conninfo: str, schema: str, agent: str) -> None:
+        self._conninfo = conninfo
+        self._schema = schema
+        self._agent = agent
+        self._conn: psycopg.Connection[Any] | None = None
+        self._queue: WorkQueue | None = None
+        self._lock = threading.Lock()
+
+    def run(self, op: ops.Op[T]) -> T:
+        """Run one operation, connecting first when needed; DatabaseUnavailable drops the connection."""
+        with self._lock:
+            try:
+                if self._queue is None or self._conn is None or self._conn.closed:
+                    self._open()
+                assert self._queue is not None
+                return self._queue.run(op, conn=self._conn)
+            except DatabaseUnavailable:
+                self._drop()
+                raise
+
+    def _open(self) -> None:
+        self._drop()
+        self._conn = connect(self._conninfo, autocommit=True)
+        self._queue = WorkQueue(self._conn, schema=self._schema, agent=self._agent).open()
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+        self._queue = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+
+def retry_call(
+    call: Callable[[], T],
+    *,
+    log: EventLog,
+    what: str,
+    stop: threading.Event | None = None,
+    give_up_after: float | None = None,
+    schema_missing_is_fatal: bool = False,
+) -> T:
+    """`call()`, retried while the database is unavailable.
+
+    Sleeps between attempts wait on `stop`, and raise Stopped as soon as it is set. With `give_up_after`,
+    the last DatabaseUnavailable is raised once that many seconds have passed.
+    """
+
+    def transient(error: BaseException) -> bool:
+        if schema_missing_is_fatal and isinstance(error, SchemaMissing):
+            return False
+        return isinstance(error, DatabaseUnavailable)
+
+    def sleep(seconds: float) -> None:
+        if stop is None:
+            threading.Event().wait(seconds)
+        elif stop.wait(seconds):
+            raise Stopped(what)
+
+    def before_sleep(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        log.emit(
+            "db_unavailable",
+            during=what,
+            attempt=state.attempt_number,
+            retry_in=state.next_action.sleep if state.next_action is not None else None,
+            error=str(error),
+        )
+
+    retrying = Retrying(
+        retry=retry_if_exception(transient),
+        wait=wait_random_exponential(multiplier=BACKOFF_FIRST, max=BACKOFF_MAX),
+        stop=stop_never if give_up_after is None else stop_before_delay(give_up_after),
+        sleep=sleep,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    if stop is not None and stop.is_set():
+        raise Stopped(what)
+    return retrying(call)
