@@ -7,6 +7,7 @@ of an operation is written exactly once whichever way it is driven.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -89,36 +90,44 @@ def enqueue_many(items: Sequence[NewItem], *, agent: str | None) -> Op[list[int]
     """Add a batch of items (no dedupe keys) in one statement; returns their ids in order."""
     if not items:
         return []
+    # Names and settings repeat across a batch: each distinct one is checked once.
+    names: set[tuple[str, str | None]] = set()
+    settings: dict[tuple[Any, ...], tuple[int, int, float, float]] = {}
+    batch: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         try:
-            validate.queue_name(item.queue)
-            validate.title(item.title)
-            validate.kind(item.kind)
-            validate.payload(item.payload or {})
-            validate.priority(item.priority)
-            validate.positive_int(item.max_attempts, "max_attempts", maximum=1000)
-            validate.duration(item.lease, "lease")
-            validate.duration(item.backoff, "backoff", allow_zero=True)
+            if (item.queue, item.kind) not in names:
+                names.add((validate.queue_name(item.queue), validate.kind(item.kind)))
+            key = (item.priority, item.max_attempts, item.backoff, item.lease)
+            checked = settings.get(key)
+            if checked is None:
+                checked = settings[key] = (
+                    validate.priority(item.priority),
+                    validate.positive_int(item.max_attempts, "max_attempts", maximum=1000),
+                    validate.duration(item.backoff, "backoff", allow_zero=True),
+                    validate.duration(item.lease, "lease"),
+                )
+            row = {
+                "queue": item.queue,
+                "title": validate.title(item.title),
+                "priority": checked[0],
+                "max_attempts": checked[1],
+                "backoff": checked[2],
+                "lease": checked[3],
+            }
+            # Left out rather than sent as null: the statement reads a missing key as NULL (its default).
+            if item.kind is not None:
+                row["kind"] = item.kind
+            if item.instructions is not None:
+                row["instructions"] = item.instructions
+            if item.payload:
+                row["payload"] = validate.payload(item.payload)
             if item.run_at is not None:
-                validate.timestamp(item.run_at, "run_at")
+                row["run_at"] = validate.timestamp(item.run_at, "run_at").isoformat()
+            batch.append(row)
         except InvalidInput as error:
             raise InvalidInput(f"items[{index}].{error.field}", error.message) from None
-    rows = yield Step(
-        "item_enqueue_many",
-        {
-            "queues": [i.queue for i in items],
-            "kinds": [i.kind for i in items],
-            "titles": [i.title for i in items],
-            "instructions": [i.instructions for i in items],
-            "payloads": [Jsonb(i.payload or {}) for i in items],
-            "priorities": [i.priority for i in items],
-            "run_ats": [i.run_at for i in items],
-            "max_attempts": [i.max_attempts for i in items],
-            "backoffs": [float(i.backoff) for i in items],
-            "leases": [float(i.lease) for i in items],
-            "agent": agent,
-        },
-    )
+    rows = yield Step("item_enqueue_many", {"items": json.dumps(batch), "agent": agent})
     return [int(r["id"]) for r in rows]
 
 

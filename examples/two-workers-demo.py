@@ -27,6 +27,7 @@ from clawnsole import WorkQueue
 from clawnsole.cli.common import resolve
 from clawnsole.db.connect import connect
 from clawnsole.db.migrate import migrate
+from clawnsole.errors import ClawnsoleError
 
 WORKERS = ("demo-worker-1", "demo-worker-2")
 # How long a handler waits for the other worker to hold its item too.
@@ -131,4 +132,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(handle() if sys.argv[1:] == ["--handle"] else main())
+    if sys.argv[1:] == ["--handle"]:
+        sys.exit(handle())
+    try:
+        sys.exit(main())
+    except ClawnsoleError as error:  # no database, a schema it cannot migrate, …: one line, not a traceback
+        print(f"demo: error: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)

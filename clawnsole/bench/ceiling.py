@@ -31,7 +31,7 @@ from clawnsole.errors import ClawnsoleError
 from clawnsole.queue import notify_channel
 
 _PARAM = re.compile(r"%\((\w+)\)s")
-_QUOTED = re.compile(r"'(?:[^']|'')*'")
+_QUOTED = re.compile(r"([Ee]?)'((?:[^']|'')*)'")
 # The claim's last line returns whole rows; a raw script only needs the ids and tokens to finish them.
 _CLAIM_RESULT = "SELECT coalesce(array_agg(id), '{}') AS ids, coalesce(array_agg(lease_token), '{}') AS tokens FROM claimed"
 
@@ -99,20 +99,32 @@ class Renderer:
 
 
 def _no_colons(literal: str) -> str:
-    """pgbench takes any `:word` as a variable, even inside quotes: spell colons in strings as chr(58)."""
-    return _QUOTED.sub(
-        lambda m: f"({m.group(0).replace(':', chr(39) + ' || chr(58) || ' + chr(39))})" if ":" in m.group(0) else m.group(0),
-        literal,
-    )
+    """pgbench takes any `:word` as a variable, even inside quotes: spell colons in strings as E'\\x3a'."""
+
+    def escape(match: re.Match[str]) -> str:
+        prefix, body = match.group(1), match.group(2)
+        if ":" not in body:
+            return match.group(0)
+        if not prefix:
+            body = body.replace("\\", "\\\\")
+        return "E'" + body.replace(":", "\\x3a") + "'"
+
+    return _QUOTED.sub(escape, literal)
 
 
 def claim_complete_script(
-    scratch: Scratch, conn: psycopg.Connection[Any], queue: str, batch: int, style: str
+    scratch: Scratch, conn: psycopg.Connection[Any], queue: str, batch: int, style: str, *, recover: bool = False
 ) -> list[Command]:
-    """Claim `batch` items (recovering expired leases first, as claim does) in one transaction, then finish
-    them all in one statement — what a worker with `batch` free slots does."""
+    """Claim `batch` items, then finish them all in one statement: what a worker with `batch` free slots
+    does. A worker recovers expired leases at most once a second, so by default the claim does not;
+    `recover=True` is the library's `claim_next` (recovery first, in the claim's transaction)."""
     render = Renderer(scratch, conn)
-    claim = [render.command(s, style=style) for s in steps(ops.claim([queue], agent="ceiling", limit=batch))]
+    claim = [
+        render.command(s, style=style)
+        for s in steps(ops.claim([queue], agent="ceiling", limit=batch, recover=recover))
+    ]
+    if len(claim) > 1:
+        claim = [Command("BEGIN"), *claim, Command("COMMIT")]
     finish = steps(ops.complete_many([(0, "00000000-0000-0000-0000-000000000000", None)], agent="ceiling"))
     complete = render.command(
         ops.Step(finish[0].name, finish[0].params | {"results": None}), chained=("ids", "tokens"), style=style
@@ -121,7 +133,7 @@ def claim_complete_script(
     if style == "psycopg":
         results = results.replace(":ids", "%(ids)s")
     complete = Command(complete.text.replace("NULL::jsonb[]", results))
-    return [Command("BEGIN"), *claim, Command("COMMIT"), complete]
+    return [*claim, complete]
 
 
 def enqueue_script(

@@ -94,7 +94,7 @@ class Scratch:
                 count = int(row[0]) if row else 0
                 if count:
                     raise Conflict(
-                        f"schema {self.schema!r} holds {count} items; the benchmark drops its schema, so pick "
+                        f"schema {self.schema!r} holds {count} work item(s); the benchmark drops its schema, so pick "
                         "another --schema, or pass --yes to let it drop them"
                     )
 

@@ -7,7 +7,9 @@ import json
 import typer
 
 from clawnsole.cli.common import handle_errors
-from clawnsole.embedded import EmbeddedPostgres, default_database_url
+
+# `clawnsole.embedded` (subprocess, pwd, fcntl, …) is imported inside each command: every other command
+# loads this module too, and should not pay for it.
 
 app = typer.Typer(
     help="Manage the embedded PostgreSQL server (data in CLAWNSOLE_DATA_DIR, socket only, no TCP port).",
@@ -19,6 +21,8 @@ app = typer.Typer(
 @handle_errors
 def start() -> None:
     """Start the server, creating and migrating the cluster on first use."""
+    from clawnsole.embedded import EmbeddedPostgres, default_database_url
+
     # The same path as first use by any command, so a cluster created here is migrated too.
     default_database_url(announce=False)
     status = EmbeddedPostgres().status()
@@ -29,6 +33,8 @@ def start() -> None:
 @handle_errors
 def stop() -> None:
     """Stop the server; data is kept."""
+    from clawnsole.embedded import EmbeddedPostgres
+
     EmbeddedPostgres().stop()
     typer.echo("stopped")
 
@@ -37,6 +43,8 @@ def stop() -> None:
 @handle_errors
 def status(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """Show where the data lives, which PostgreSQL runs it, and whether it is running."""
+    from clawnsole.embedded import EmbeddedPostgres
+
     current = EmbeddedPostgres().status()
     if as_json:
         fields = {**vars(current), "data_dir": str(current.data_dir), "bindir": str(current.bindir)}
@@ -53,6 +61,8 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print as JSON."))
 @handle_errors
 def url() -> None:
     """Print the connection URL (starting the server if needed), e.g. psql "$(clawnsole db url)"."""
+    from clawnsole.embedded import default_database_url
+
     typer.echo(default_database_url(announce=False))
 
 
@@ -60,6 +70,8 @@ def url() -> None:
 @handle_errors
 def destroy(yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")) -> None:
     """Stop the server and delete its data directory: every queue and item in it is lost."""
+    from clawnsole.embedded import EmbeddedPostgres
+
     server = EmbeddedPostgres()
     if not yes:
         typer.confirm(f"Delete {server.data_dir} and everything in it?", abort=True)

@@ -57,7 +57,7 @@ Concurrency = Annotated[
     typer.Option(
         "--concurrency",
         envvar="CLAWNSOLE_WORKER_CONCURRENCY",
-        help="Items run at once (handler threads). Default: 32 for Python handlers, one per CPU for --exec.",
+        help="Items run at once (threads). Default: 32 for Python handlers, one per CPU (at least 2) for --exec.",
         show_default=False,
     ),
 ]

@@ -363,7 +363,8 @@ class Worker:
                 return None  # the worker stopped it: no outcome is written
             return Outcome(slot, error=f"{type(error).__name__}: {error}")
         except (Exception, SystemExit) as error:
-            return Outcome(slot, error=f"{type(error).__name__}: {error}".rstrip(": "))
+            name = type(error).__name__
+            return Outcome(slot, error=f"{name}: {error}" if str(error) else name)
         if ctx.cancelled.is_set():
             return None
         if result is not None:
@@ -407,9 +408,7 @@ class Worker:
         return threading.Thread(target=body, name=f"clawnsole-{name}", daemon=True)
 
     def _start_threads(self) -> None:
-        for index in range(self.options.concurrency):
-            thread = threading.Thread(target=self._serve, name=f"clawnsole-handler-{index}", daemon=True)
-            self._handler_threads.append(thread)
+        self._handler_threads = [self._monitored(f"handler-{n}", self._serve) for n in range(self.options.concurrency)]
         self._finisher_thread = self._monitored("finisher", self._finisher.run)
         self._threads = [self._finisher_thread, self._monitored("heartbeat", self._heartbeat.run)]
         if not self.options.once:
@@ -461,6 +460,7 @@ class Worker:
         self._close_sessions()
         summary = self.tally.summary(self._inflight.count())
         self._notifier.status(f"stopped ({reason}): {summary}")
+        self._notifier.close()
         self._log.emit("stopped", reason=reason, **self.tally.as_dict())
 
     def _drain(self) -> None:
@@ -522,4 +522,3 @@ class Worker:
     def _close_sessions(self) -> None:
         for session in (self._claim_session, self._finish_session, self._side_session):
             session.close()
-        self._notifier.close()

@@ -12,8 +12,8 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_before_d
 from tenacity.wait import wait_random_exponential
 
 from clawnsole import ops
-from clawnsole.db.connect import connect
-from clawnsole.errors import DatabaseUnavailable, SchemaMissing
+from clawnsole.db.connect import connect, redact
+from clawnsole.errors import DatabaseUnavailable, InvalidInput, SchemaMissing
 from clawnsole.queue import WorkQueue
 from clawnsole.worker.eventlog import EventLog
 
@@ -32,7 +32,10 @@ class Stopped(Exception):
 def worker_conninfo(conninfo: str, agent: str) -> str:
     """The conninfo with an application name naming the worker (pg_stat_activity) and TCP keepalives, so a
     connection to a vanished server fails within a minute instead of hanging forever."""
-    given = psycopg.conninfo.conninfo_to_dict(conninfo)
+    try:
+        given = psycopg.conninfo.conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError as error:
+        raise InvalidInput("database-url", redact(str(error))) from None
     extra = {
         "application_name": f"clawnsole-worker:{agent}"[:63],
         "keepalives": "1",
@@ -133,4 +136,18 @@ def retry_call(
     )
     if stop is not None and stop.is_set():
         raise Stopped(what)
-    return retrying(call)
+    # The common case is a plain call: tenacity's machinery is only set up once an attempt has failed
+    # (this runs once per claim and per batch of outcomes).
+    try:
+        return call()
+    except DatabaseUnavailable as error:
+        if not transient(error):
+            raise
+        failed: list[BaseException] = [error]
+
+    def attempt() -> T:
+        if failed:  # replay the failure above as tenacity's first attempt, so it is logged and backed off
+            raise failed.pop()
+        return call()
+
+    return retrying(attempt)

@@ -14,7 +14,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = ROOT / "systemd"
-CLAWNSOLE = Path(sys.executable).with_name("clawnsole")
+# verify insists that ExecStart's program exists: this environment's `clawnsole` stands in for the path.
+_SCRIPT = Path(sys.executable).with_name("clawnsole")
+CLAWNSOLE = _SCRIPT if _SCRIPT.exists() else Path(shutil.which("clawnsole") or "/bin/true")
 
 
 def _unit(name: str) -> configparser.RawConfigParser:
@@ -38,7 +40,7 @@ def _option(command: str, name: str) -> float:
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
 def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
-    # verify insists the command exists, and wants an instance of the template.
+    # verify wants an instance of the template, not the template itself.
     for unit in UNITS.iterdir():
         text = unit.read_text().replace("/usr/local/bin/clawnsole", str(CLAWNSOLE))
         (tmp_path / unit.name.replace("@.service", "@ops.service")).write_text(text)

@@ -403,3 +403,10 @@ def test_the_watchdog_is_fed_only_while_the_database_answers(
         seen = []
         assert worker.stop() == 0
     assert "STOPPING=1" in seen + _messages(sock)
+
+
+def test_max_runtime_stops_gracefully_and_exits_0(db_url: str) -> None:
+    events = Events()
+    with running(_worker(db_url, lambda item, ctx: None, events, max_runtime=0.5), events) as worker:
+        assert worker.join() == 0
+    assert events.wait("stopped")["reason"] == "max runtime"

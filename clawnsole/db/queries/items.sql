@@ -39,16 +39,17 @@ SELECT i.*, false AS created, false AS notified FROM {schema}.items i
    AND NOT EXISTS (SELECT 1 FROM ins);
 
 -- name: item_enqueue_many
--- Insert a batch of items without dedupe keys in one statement; records `enqueued` and wakes listeners once
--- per queue (PostgreSQL folds identical notifications within a transaction).
+-- Insert a batch of items without dedupe keys in one statement, from one JSON array of objects (one
+-- parameter: cheaper to build, send and parse than ten arrays); records `enqueued` and wakes listeners once
+-- per queue (PostgreSQL folds identical notifications within a transaction). Ids come back in batch order.
 WITH ins AS (
     INSERT INTO {schema}.items (queue, kind, title, instructions, payload, priority, run_at, max_attempts,
                                 backoff_seconds, lease_seconds)
-    SELECT q, k, t, ins_, p, pr, coalesce(ra, now()), ma, bo, ls
-      FROM unnest(%(queues)s::text[], %(kinds)s::text[], %(titles)s::text[], %(instructions)s::text[],
-                  %(payloads)s::jsonb[], %(priorities)s::int[], %(run_ats)s::timestamptz[],
-                  %(max_attempts)s::int[], %(backoffs)s::float8[], %(leases)s::float8[])
-           AS u(q, k, t, ins_, p, pr, ra, ma, bo, ls)
+    SELECT n.queue, n.kind, n.title, n.instructions, coalesce(n.payload, '{}'::jsonb), n.priority,
+           coalesce(n.run_at, now()), n.max_attempts, n.backoff, n.lease
+      FROM jsonb_to_recordset(%(items)s::jsonb)
+           AS n(queue text, kind text, title text, instructions text, payload jsonb, priority int,
+                run_at timestamptz, max_attempts int, backoff float8, lease float8)
     RETURNING id, queue
 ), ev AS (
     INSERT INTO {schema}.item_events (item_id, event, agent)
