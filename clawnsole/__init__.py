@@ -40,7 +40,29 @@ _WHERE = {
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
-__all__ = sorted(_MODULE_OF)
+__all__ = [
+    "AsyncSchedules",
+    "AsyncWorkQueue",
+    "ClawnsoleError",
+    "Conflict",
+    "DatabaseUnavailable",
+    "Enqueued",
+    "Event",
+    "ImportReport",
+    "InvalidInput",
+    "Item",
+    "LeaseLost",
+    "NewItem",
+    "NotFound",
+    "QueueCount",
+    "Schedule",
+    "ScheduleDef",
+    "ScheduleRun",
+    "Schedules",
+    "SchemaMissing",
+    "TickReport",
+    "WorkQueue",
+]
 
 
 def __getattr__(name: str) -> Any:
