@@ -162,7 +162,9 @@ class EmbeddedPostgres:
     def bindir(self) -> Path:
         """The directory of the PostgreSQL binaries, found on first use."""
         if self._bindir is None:
-            self._bindir = find_bindir()
+            found = find_bindir()
+            user = self._server_user()
+            self._bindir = found if user is None else self._reachable_bindir(user, found)
         return self._bindir
 
     @property
@@ -234,12 +236,7 @@ class EmbeddedPostgres:
         if self._running_pid() is not None:
             return False
         created = not (self._data_dir / "PG_VERSION").exists()
-        if (user := self._server_user()) is not None:
-            remedy = (
-                f"the PostgreSQL binaries: install clawnsole[embedded] in a venv outside {Path.home()}, "
-                "use Debian's `apt install postgresql`, or set CLAWNSOLE_PG_BINDIR"
-            )
-            self._check_reachable(user, self.bindir / "postgres", remedy)
+        _ = self.bindir  # find (as root: make reachable) the binaries before touching the data directory
         if created:
             self._initdb()
         else:
@@ -404,6 +401,41 @@ class EmbeddedPostgres:
             os.chown(self._data_dir, user.uid, user.gid)
             remedy = "the data directory: set CLAWNSOLE_DATA_DIR elsewhere"
             self._check_reachable(user, self._data_dir, remedy)
+
+    def _reachable_bindir(self, user: _ServerUser, found: Path) -> Path:
+        """Binaries the server user can execute: the found ones, or — when they sit in a venv under a
+        closed directory such as /root — a copy of the wheel's relocatable install beside the data dir."""
+        remedy = (
+            f"the PostgreSQL binaries: install clawnsole[embedded] in a venv outside {Path.home()}, "
+            "use Debian's `apt install postgresql`, or set CLAWNSOLE_PG_BINDIR"
+        )
+        try:
+            self._check_reachable(user, found / "postgres", remedy)
+            return found
+        except EmbeddedUnavailable:
+            install = found.parent
+            package = install.parent
+            libs = package.parent / f"{package.name}.libs"
+            if found not in [d.resolve() for d in wheel_bindirs()]:
+                raise
+        # The wheel's binaries find their lib/ and share/ relative to themselves, so a copy keeping the
+        # package layout runs anywhere. It is made once per PostgreSQL version and reused.
+        target = self._data_dir.parent / "pg-binaries" / package.name / install.name
+        if not _has_binaries(target / "bin"):
+            self._make_parents()
+            staging = target.with_name(f"{install.name}.tmp{os.getpid()}")
+            try:
+                shutil.rmtree(staging, ignore_errors=True)
+                shutil.copytree(install, staging, symlinks=True)
+                if libs.is_dir() and not (target.parent.parent / libs.name).exists():
+                    shutil.copytree(libs, target.parent.parent / libs.name, symlinks=True)
+                staging.rename(target)
+            except OSError as error:
+                raise self._not_writable(error) from None
+            for directory in (target.parent.parent, target.parent):
+                directory.chmod(0o755)
+        self._check_reachable(user, target / "bin" / "postgres", remedy)
+        return target / "bin"
 
     def _check_reachable(self, user: _ServerUser, target: Path, what_and_remedy: str) -> None:
         """Fail clearly when a directory on the way to `target` is closed to the server user (say /root)."""

@@ -9,6 +9,7 @@ worker runtime, process start-up.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -33,7 +34,9 @@ from clawnsole.queue import notify_channel
 _PARAM = re.compile(r"%\((\w+)\)s")
 _QUOTED = re.compile(r"([Ee]?)'((?:[^']|'')*)'")
 # The claim's last line returns whole rows; a raw script only needs the ids and tokens to finish them.
-_CLAIM_RESULT = "SELECT coalesce(array_agg(id), '{}') AS ids, coalesce(array_agg(lease_token), '{}') AS tokens FROM claimed"
+_CLAIM_RESULT = (
+    "SELECT coalesce(array_agg(id), '{}') AS ids, coalesce(array_agg(lease_token), '{}') AS tokens FROM claimed"
+)
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ class Renderer:
         """The step's statement; parameters named in `chained` stay variables (`:name` for pgbench)."""
         params = {"channel": self._channel, **step.params}
         text = "\n".join(
-            line for line in self._scratch.sql(step.name).splitlines() if not line.lstrip().startswith("--")
+            line for line in self._scratch.statement(step.name).splitlines() if not line.lstrip().startswith("--")
         )
         if step.name == "item_claim":
             head, _, _ = text.rpartition("\nSELECT ")
@@ -120,8 +123,7 @@ def claim_complete_script(
     `recover=True` is the library's `claim_next` (recovery first, in the claim's transaction)."""
     render = Renderer(scratch, conn)
     claim = [
-        render.command(s, style=style)
-        for s in steps(ops.claim([queue], agent="ceiling", limit=batch, recover=recover))
+        render.command(s, style=style) for s in steps(ops.claim([queue], agent="ceiling", limit=batch, recover=recover))
     ]
     if len(claim) > 1:
         claim = [Command("BEGIN"), *claim, Command("COMMIT")]
@@ -136,9 +138,7 @@ def claim_complete_script(
     return [*claim, complete]
 
 
-def enqueue_script(
-    scratch: Scratch, conn: psycopg.Connection[Any], op: ops.Op[Any], style: str
-) -> list[Command]:
+def enqueue_script(scratch: Scratch, conn: psycopg.Connection[Any], op: ops.Op[Any], style: str) -> list[Command]:
     """The statements of one enqueue (single or batch), one transaction."""
     render = Renderer(scratch, conn)
     return [render.command(s, style=style) for s in steps(op)]
@@ -152,8 +152,9 @@ class RawRun:
     method: str
 
 
-def run_raw(url: str, script_for: Callable[[str], list[Command]], *, clients: int, transactions: int,
-            use_pgbench: bool = True) -> RawRun:
+def run_raw(
+    url: str, script_for: Callable[[str], list[Command]], *, clients: int, transactions: int, use_pgbench: bool = True
+) -> RawRun:
     """Run the script `transactions` times on each of `clients` connections."""
     pgbench = find_pgbench() if use_pgbench else None
     if pgbench is not None:
@@ -167,9 +168,25 @@ def _pgbench(pgbench: str, url: str, script: list[Command], clients: int, transa
         path = Path(folder) / "ceiling.sql"
         path.write_text(body, encoding="utf-8")
         done = subprocess.run(
-            [pgbench, "-n", "-M", "prepared", "-f", str(path), "-c", str(clients), "-j", str(clients),
-             "-t", str(transactions), url],
-            capture_output=True, text=True, timeout=600, check=False,
+            [
+                pgbench,
+                "-n",
+                "-M",
+                "prepared",
+                "-f",
+                str(path),
+                "-c",
+                str(clients),
+                "-j",
+                str(clients),
+                "-t",
+                str(transactions),
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
         )
     match = re.search(r"tps = ([\d.]+) \(without initial connection time\)", done.stdout) or re.search(
         r"tps = ([\d.]+)", done.stdout
@@ -271,16 +288,21 @@ def raw_pickup(scratch: Scratch, queue: str, samples: int, gap: float) -> list[f
     return [c - s for s, c in zip(sent, claimed, strict=False)][warm_up:]
 
 
+def cron_environment() -> dict[str, str]:
+    """This environment as cron would give it to a command: Python's byte-code cache left on."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def process_start(url: str, commands: Sequence[Command], samples: int) -> list[float]:
     """Wall time of a new Python process that connects and runs the statements: the floor for a CLI call."""
-    program = (
-        "import sys, psycopg\n"
-        "with psycopg.connect(sys.argv[1]) as c:\n"
-        + "".join(f"    c.execute({c.text!r})\n" for c in commands if c.text not in ("BEGIN", "COMMIT"))
+    program = "import sys, psycopg\nwith psycopg.connect(sys.argv[1]) as c:\n" + "".join(
+        f"    c.execute({c.text!r})\n" for c in commands if c.text not in ("BEGIN", "COMMIT")
     )
     timings = []
     for _ in range(samples):
         began = time.perf_counter()
-        subprocess.run([sys.executable, "-c", program, url], check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [sys.executable, "-c", program, url], check=True, capture_output=True, timeout=60, env=cron_environment()
+        )
         timings.append(time.perf_counter() - began)
     return timings

@@ -22,6 +22,7 @@ from psycopg import sql
 
 from clawnsole import ops
 from clawnsole.bench import ceiling as raw
+from clawnsole.bench.ceiling import cron_environment
 from clawnsole.bench.handlers import STARTS_ENV
 from clawnsole.bench.report import MS, RATE, Figure, Report
 from clawnsole.bench.scratch import Scratch
@@ -95,11 +96,19 @@ class Bench:
     # Raw figures by key, measured by the `ceiling` scenario: (value, how it was driven).
     ceilings: dict[str, tuple[float, str]] = field(default_factory=dict)
 
-    def figure(self, scenario: str, measure: str, value: float, unit: str, ceiling_key: str | None = None,
-               **detail: Any) -> Figure:
+    def figure(
+        self, scenario: str, measure: str, value: float, unit: str, ceiling_key: str | None = None, **detail: Any
+    ) -> Figure:
         found = self.ceilings.get(ceiling_key) if ceiling_key else None
-        figure = Figure(scenario, measure, value, unit, None if found is None else found[0],
-                        None if found is None else found[1], detail)
+        figure = Figure(
+            scenario,
+            measure,
+            value,
+            unit,
+            None if found is None else found[0],
+            None if found is None else found[1],
+            detail,
+        )
         self.log(f"  {scenario}: {measure}: {value:,.2f} {unit}")
         return self.report.add(figure)
 
@@ -117,7 +126,7 @@ class Bench:
 
     def execute(self, statement: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """A bench-only statement on the scratch schema (`{items}` and `{events}` name its tables)."""
-        query = sql.SQL(statement).format(  # type: ignore[arg-type]
+        query = sql.SQL(statement).format(
             items=self.scratch.qualified("items"), events=self.scratch.qualified("item_events")
         )
         with self.scratch.connect() as conn:
@@ -151,7 +160,9 @@ def ceiling(b: Bench) -> None:
         single = raw.run_raw(
             b.scratch.url,
             lambda style: raw.enqueue_script(b.scratch, conn, ops.enqueue(QUEUE, "raw", agent="ceiling"), style),
-            clients=1, transactions=s.enqueue_single, use_pgbench=b.use_pgbench,
+            clients=1,
+            transactions=s.enqueue_single,
+            use_pgbench=b.use_pgbench,
         )
         b.ceilings["enqueue single"] = (single.tps, single.method)
         for batch, count in s.enqueue_batches:
@@ -161,7 +172,9 @@ def ceiling(b: Bench) -> None:
                 lambda style, items=items: raw.enqueue_script(  # type: ignore[misc]
                     b.scratch, conn, ops.enqueue_many(items, agent="ceiling"), style
                 ),
-                clients=1, transactions=max(count, 2), use_pgbench=b.use_pgbench,
+                clients=1,
+                transactions=max(count, 2),
+                use_pgbench=b.use_pgbench,
             )
             b.ceilings[f"enqueue_many {batch}"] = (run.tps * batch, run.method)
     for batch in sorted({WORKER_CONCURRENCY, 100}):
@@ -182,10 +195,14 @@ def ceiling(b: Bench) -> None:
         enqueue_sql = raw.enqueue_script(b.scratch, conn, ops.enqueue(QUEUE, "cron", agent=None), "pgbench")
         claim_sql = raw.claim_complete_script(b.scratch, conn, QUEUE, 1, "pgbench", recover=True)[:-1]
     calls = max(3, b.sizes.cli_calls)
-    b.ceilings["process enqueue"] = (median(raw.process_start(b.scratch.url, enqueue_sql, calls)) * 1000,
-                                     "python -c 'import psycopg; …'")
-    b.ceilings["process claim-next"] = (median(raw.process_start(b.scratch.url, claim_sql, calls)) * 1000,
-                                        "python -c 'import psycopg; …'")
+    b.ceilings["process enqueue"] = (
+        median(raw.process_start(b.scratch.url, enqueue_sql, calls)) * 1000,
+        "python -c 'import psycopg; …'",
+    )
+    b.ceilings["process claim-next"] = (
+        median(raw.process_start(b.scratch.url, claim_sql, calls)) * 1000,
+        "python -c 'import psycopg; …'",
+    )
     for key, (value, method) in b.ceilings.items():
         unit = MS if key.startswith(("claim+done", "pickup", "process")) else RATE
         b.report.add(Figure("ceiling", key, value, unit, detail={"method": method}))
@@ -215,8 +232,9 @@ def enqueue(b: Bench) -> None:
                 for _ in range(count):
                     wq.enqueue_many(items)
                 runs.append(batch * count / (time.perf_counter() - began))
-            b.figure("enqueue", f"enqueue_many, batches of {batch:,}", median(runs), RATE,
-                     f"enqueue_many {batch}", runs=runs)
+            b.figure(
+                "enqueue", f"enqueue_many, batches of {batch:,}", median(runs), RATE, f"enqueue_many {batch}", runs=runs
+            )
 
 
 @contextmanager
@@ -228,10 +246,25 @@ def workers(b: Bench, count: int, handler: str, env: dict[str, str] | None = Non
         with open(log, "wb") as stderr:
             processes.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "clawnsole", "workqueue", "worker-loop", "--queue", QUEUE,
-                     "--handler", handler, "--agent", f"bench-worker-{n}",
-                     "--database-url", b.scratch.url, "--schema", b.scratch.schema],
-                    stdout=subprocess.DEVNULL, stderr=stderr,
+                    [
+                        sys.executable,
+                        "-m",
+                        "clawnsole",
+                        "workqueue",
+                        "worker-loop",
+                        "--queue",
+                        QUEUE,
+                        "--handler",
+                        handler,
+                        "--agent",
+                        f"bench-worker-{n}",
+                        "--database-url",
+                        b.scratch.url,
+                        "--schema",
+                        b.scratch.schema,
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
                     env=os.environ | {"CLAWNSOLE_SCHEMA": b.scratch.schema} | (env or {}),
                 )
             )
@@ -285,9 +318,14 @@ def throughput(b: Bench) -> None:
             rates.append(steady_rate(finished))
             drains.append(max(finished) - min(float(r[1]) for r in rows))
         b.figure(
-            "throughput", f"{count} worker process{'es' if count > 1 else ''}, steady (10-90 %)", median(rates),
-            RATE, f"claim {WORKER_CONCURRENCY} x{count}", runs=[round(r) for r in rates],
-            drain_s=median(drains), items=s.throughput_items,
+            "throughput",
+            f"{count} worker process{'es' if count > 1 else ''}, steady (10-90 %)",
+            median(rates),
+            RATE,
+            f"claim {WORKER_CONCURRENCY} x{count}",
+            runs=[round(r) for r in rates],
+            drain_s=median(drains),
+            items=s.throughput_items,
         )
 
 
@@ -298,8 +336,7 @@ def latency(b: Bench) -> None:
     starts = Path(tempfile.mkstemp(prefix="clawnsole-bench-starts-")[1])
     sent: dict[int, float] = {}
     try:
-        with workers(b, 1, "clawnsole.bench.handlers:record_start", {STARTS_ENV: str(starts)}) as logs, \
-                b.queue() as wq:
+        with workers(b, 1, "clawnsole.bench.handlers:record_start", {STARTS_ENV: str(starts)}) as logs, b.queue() as wq:
             # Warm up until the worker has handled an item, so it is started, connected and idle.
             deadline = time.monotonic() + 60
             while not starts.read_text().strip():
@@ -399,8 +436,11 @@ def backlog(b: Bench) -> None:
 
 
 def _count(n: int) -> str:
-    return f"{n // 1_000_000}M" if n >= 1_000_000 and n % 1_000_000 == 0 else (
-        f"{n // 1_000}k" if n >= 1_000 and n % 1_000 == 0 else str(n))
+    return (
+        f"{n // 1_000_000}M"
+        if n >= 1_000_000 and n % 1_000_000 == 0
+        else (f"{n // 1_000}k" if n >= 1_000 and n % 1_000 == 0 else str(n))
+    )
 
 
 def _clawnsole_command() -> list[str]:
@@ -412,7 +452,8 @@ def _clawnsole_command() -> list[str]:
 def cli(b: Bench) -> None:
     """Wall time of `clawnsole workqueue enqueue` and `claim-next`, a new process each, as cron runs them."""
     b.scratch.reset()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLAWNSOLE_") and k != "DATABASE_URL"}
+    # As cron runs it: settings from the environment, and byte code cached (no PYTHONDONTWRITEBYTECODE).
+    env = {k: v for k, v in cron_environment().items() if not k.startswith("CLAWNSOLE_") and k != "DATABASE_URL"}
     env |= {"CLAWNSOLE_DATABASE_URL": b.scratch.url, "CLAWNSOLE_SCHEMA": b.scratch.schema}
     base = [*_clawnsole_command(), "workqueue"]
     commands = {
@@ -430,9 +471,15 @@ def cli(b: Bench) -> None:
             timings.append(time.perf_counter() - began)
             if done.returncode != 0:
                 raise RuntimeError(f"`clawnsole workqueue {name}` failed: {done.stderr.decode().strip()}")
-        b.figure("cli", f"workqueue {name}, wall per call", median(timings) * 1000, MS, f"process {name}",
-                 **({"p95": percentile(timings, 0.95) * 1000, "max": max(timings) * 1000} if calls > 2 else {}),
-                 calls=calls)
+        b.figure(
+            "cli",
+            f"workqueue {name}, wall per call",
+            median(timings) * 1000,
+            MS,
+            f"process {name}",
+            **({"p95": percentile(timings, 0.95) * 1000, "max": max(timings) * 1000} if calls > 2 else {}),
+            calls=calls,
+        )
 
 
 SCENARIOS: dict[str, Callable[[Bench], None]] = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from clawnsole.db.connect import connect
-from clawnsole.db.migrate import migrate
+from clawnsole.db.migrate import available, migrate
 from clawnsole.db.sql import statements
 from clawnsole.errors import Conflict, InvalidInput
 
@@ -39,6 +40,7 @@ KEY_SETTINGS = (
     "autovacuum",
     "autovacuum_naptime",
 )
+_CREATE_TABLE = re.compile(r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)", re.IGNORECASE)
 _FORBIDDEN = {"public", "information_schema"}
 _OURS = {"items", "item_events", "schema_migrations"}
 # Set on the scratch schema when created, so the leftovers of an interrupted run are recognised as ours.
@@ -52,7 +54,7 @@ class Scratch:
     url: str
     schema: str
 
-    def sql(self, name: str) -> str:
+    def statement(self, name: str) -> str:
         """The named runtime statement, for this schema."""
         return statements(self.schema)[name]
 
@@ -130,13 +132,10 @@ class Scratch:
 
 def _later_tables() -> set[str]:
     """Tables created by the shipped migrations (they are Clawnsole's too)."""
-    import re
-
-    from clawnsole.db.migrate import available
 
     found: set[str] = set()
     for migration in available():
-        found.update(m.lower() for m in re.findall(r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)", migration.sql, re.I))
+        found.update(name.lower() for name in _CREATE_TABLE.findall(migration.sql))
     return found
 
 

