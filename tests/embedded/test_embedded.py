@@ -235,11 +235,11 @@ def test_root_with_the_wheel_under_a_closed_directory_runs_a_copy(
         hidden = closed / package.name / wheel_bindirs()[0].parent.name / "bin"
         monkeypatch.setenv("CLAWNSOLE_PG_BINDIR", str(hidden))
         monkeypatch.setattr(embedded, "wheel_bindirs", lambda: [hidden])
-        pg = EmbeddedPostgres(base_dir / "closed" / "pg")
+        pg = EmbeddedPostgres(base_dir / "copied" / "pg")
         pg.ensure_running()
         try:
             assert pg.status().running
-            assert pg.bindir.is_relative_to(base_dir / "closed" / "pg-binaries")
+            assert pg.bindir.is_relative_to(base_dir / "copied" / "pg-binaries")
             with psycopg.connect(pg.url()) as conn:
                 assert conn.execute("SELECT 1").fetchone() == (1,)
         finally:
