@@ -34,14 +34,21 @@ CREATE TABLE items (
     updated_at        timestamptz NOT NULL DEFAULT now(),
     claimed_at        timestamptz,
     finished_at       timestamptz,
-    CHECK ((dedupe_key IS NOT NULL) OR NOT dedupe_held)
+    CHECK ((dedupe_key IS NOT NULL) OR NOT dedupe_held),
+    -- Exactly the claimed items hold a lease (items_lease_idx relies on it).
+    CHECK ((status = 'claimed') = (lease_expires_at IS NOT NULL))
 );
 
 -- Claim-next walks this index in order and stops after LIMIT rows: no sort step, no finished rows.
 CREATE INDEX items_claimable_idx ON items (queue, priority DESC, run_at, id) WHERE status = 'pending';
 
 -- Expired leases are found here by claim-next itself, so cron-only deployments need no rescuer daemon.
-CREATE INDEX items_lease_idx ON items (lease_expires_at) WHERE status = 'claimed';
+-- Its predicate is "has a lease" (the same rows as status = 'claimed', checked below) rather than the
+-- status: the fenced writes (done, fail, progress, heartbeat, release) say `status = 'claimed'`, and with
+-- a partial index on that predicate the planner may scan every claimed row — and the dead entries of
+-- every finished claim — for each of them instead of looking the item up by id. Written this way only
+-- statements about lease expiry can use it.
+CREATE INDEX items_lease_idx ON items (lease_expires_at) WHERE lease_expires_at IS NOT NULL;
 
 -- Idempotent enqueue: at most one item per (queue, key) holds the key at a time.
 CREATE UNIQUE INDEX items_dedupe_idx ON items (queue, dedupe_key) WHERE dedupe_held;
