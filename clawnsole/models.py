@@ -54,7 +54,7 @@ class Item:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Item:
-        return cls(**{f.name: row[f.name] for f in fields(cls)})
+        return cls(**{name: row[name] for name in _ITEM_FIELDS})
 
     def to_json(self, *, with_instructions: bool = True) -> dict[str, Any]:
         """A JSON-ready dict; `instructions` left out on request (logs must never carry them)."""
@@ -62,6 +62,10 @@ class Item:
         if not with_instructions:
             data.pop("instructions")
         return data  # type: ignore[no-any-return]
+
+
+# Computed once: `fields()` walks the class on every call, and every claimed item is built from a row.
+_ITEM_FIELDS = tuple(f.name for f in fields(Item))
 
 
 @dataclass(frozen=True)

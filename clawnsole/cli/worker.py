@@ -76,7 +76,7 @@ RefuseRoot = Annotated[bool, typer.Option("--refuse-root", help="Exit with an er
 
 ROOT_WARNING = (
     "clawnsole: warning: running as root; run workers as a dedicated unprivileged user "
-    "(least privilege: see "Run it unattended" in the README), or pass --refuse-root to forbid this"
+    "(least privilege: see 'Run it unattended' in the README), or pass --refuse-root to forbid this"
 )
 
 
@@ -286,7 +286,7 @@ def _check_root(refuse: bool) -> None:
         return
     if refuse:
         raise InvalidInput(
-            "refuse-root", "refusing to run as root: run the worker as a dedicated user (see "Run it unattended" in the README)"
+            "refuse-root", "refusing to run as root: run the worker as a dedicated user (see 'Run it unattended' in the README)"
         )
     typer.echo(ROOT_WARNING, err=True)
 
