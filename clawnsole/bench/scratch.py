@@ -91,14 +91,24 @@ class Scratch:
                     f"schema {self.schema!r} holds tables that are not Clawnsole's ({', '.join(foreign[:5])}); "
                     "pick another --schema, or pass --yes to let the benchmark drop it"
                 )
+            count = 0
             if "items" in tables:
                 row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self.qualified("items"))).fetchone()
                 count = int(row[0]) if row else 0
-                if count:
-                    raise Conflict(
-                        f"schema {self.schema!r} holds {count} work item(s); the benchmark drops its schema, so pick "
-                        "another --schema, or pass --yes to let it drop them"
-                    )
+            # Schedules and their runs are real data too, even before any item exists.
+            filled = [
+                t
+                for t in tables
+                if t not in ("items", "schema_migrations")
+                and conn.execute(sql.SQL("SELECT EXISTS (SELECT FROM {})").format(self.qualified(t))).fetchone()
+                == (True,)
+            ]
+            if count or filled:
+                held = ", ".join([f"{count} work item(s)"] * bool(count) + [f"rows in {t}" for t in filled])
+                raise Conflict(
+                    f"schema {self.schema!r} holds {held}; the benchmark drops its schema, so pick another "
+                    "--schema, or pass --yes to let it drop them"
+                )
 
     def create(self) -> None:
         """Drop whatever is left of the schema and migrate it afresh."""

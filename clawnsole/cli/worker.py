@@ -286,7 +286,8 @@ def _check_root(refuse: bool) -> None:
         return
     if refuse:
         raise InvalidInput(
-            "refuse-root", "refusing to run as root: run the worker as a dedicated user (see 'Run it unattended' in the README)"
+            "refuse-root",
+            "refusing to run as root: run the worker as a dedicated user (see 'Run it unattended' in the README)",
         )
     typer.echo(ROOT_WARNING, err=True)
 
