@@ -13,7 +13,7 @@ _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 class Settings(BaseSettings):
     """Where the queue lives. `database_url` None means: use the embedded PostgreSQL default."""
 
-    model_config = SettingsConfigDict(env_prefix="CLAWNSOLE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="CLAWNSOLE_", extra="ignore", populate_by_name=True)
 
     database_url: str | None = Field(
         default=None, validation_alias=AliasChoices("CLAWNSOLE_DATABASE_URL", "DATABASE_URL")

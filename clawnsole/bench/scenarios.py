@@ -29,10 +29,11 @@ from clawnsole.bench.scratch import Scratch
 from clawnsole.bench.stats import median, percentile, steady_rate, summary_ms
 from clawnsole.models import NewItem
 from clawnsole.queue import WorkQueue
+from clawnsole.worker.runtime import PYTHON_CONCURRENCY
 
 QUEUE = "bench"
-# The worker runtime's default --concurrency: the throughput scenario runs workers with their defaults.
-WORKER_CONCURRENCY = 10
+# The throughput scenario runs workers with their default --concurrency, and the ceiling claims that many.
+WORKER_CONCURRENCY = PYTHON_CONCURRENCY
 
 
 @dataclass(frozen=True)

@@ -260,3 +260,15 @@ def test_concurrent_migrations_are_safe(empty_db_url: str) -> None:
     results = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], results
     assert sum("applied" in out for out, _ in results) == 1
+
+
+def test_schema_option_and_variable_select_another_schema(cli: Cli, db_url: str) -> None:
+    assert cli("migrate", "--schema", "team_b").code == 0
+    made = cli("workqueue", "enqueue", "--queue", "q", "--title", "in b", "--schema", "team_b")
+    assert made.code == 0, made.stderr
+    assert json.loads(cli("workqueue", "list", "--json", CLAWNSOLE_SCHEMA="team_b").stdout)[0]["title"] == "in b"
+    assert json.loads(cli("workqueue", "list", "--json").stdout) == []
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM team_b.items").fetchone() == (1,)
+    bad = cli("workqueue", "list", "--schema", "Bad-Name")
+    assert bad.code == 2 and "schema" in bad.stderr

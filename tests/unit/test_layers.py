@@ -24,6 +24,7 @@ FORBIDDEN = {
     "clawnsole.schedules": ("typer", "clawnsole.cli", "clawnsole.worker"),
     "clawnsole.embedded": ("typer", "clawnsole.cli", "clawnsole.worker"),
     "clawnsole.listen": ("typer", "clawnsole.cli", "clawnsole.worker"),
+    "clawnsole.bench": ("typer", "clawnsole.cli"),
 }
 
 
