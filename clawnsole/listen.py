@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import psycopg
@@ -14,15 +15,22 @@ from clawnsole.db.connect import connect, unavailable
 from clawnsole.models import Item
 from clawnsole.queue import WorkQueue, notify_channel
 
+_STOP_CHECK = 0.25
+
 
 class Listener:
-    """A dedicated autocommit connection listening for enqueues into some queues."""
+    """A dedicated autocommit connection listening on one channel (optionally for some payloads only)."""
 
-    def __init__(self, conninfo: str, schema: str, queues: Sequence[str]) -> None:
+    def __init__(self, conninfo: str, channel: str, payloads: Collection[str] | None = None) -> None:
         self._conninfo = conninfo
-        self._channel = notify_channel(schema)
-        self._queues = set(queues)
+        self._channel = channel
+        self._payloads = None if payloads is None else set(payloads)
         self._conn: psycopg.Connection[Any] | None = None
+
+    @classmethod
+    def for_queues(cls, conninfo: str, schema: str, queues: Collection[str]) -> Listener:
+        """A listener woken by enqueues into these queues."""
+        return cls(conninfo, notify_channel(schema), queues)
 
     def open(self) -> Listener:
         self._conn = connect(self._conninfo, autocommit=True)
@@ -40,16 +48,23 @@ class Listener:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def wait(self, timeout: float) -> bool:
-        """Block up to `timeout` seconds; True when one of our queues was announced."""
+    def wait(self, timeout: float, stop: threading.Event | None = None) -> bool:
+        """Block up to `timeout` seconds; True when a matching notification arrived. A set `stop` ends the
+        wait early (checked every quarter second); a burst of notifications is one wake-up."""
         if self._conn is None:
             raise RuntimeError("listener is not open")
         deadline = time.monotonic() + max(timeout, 0.0)
+        slice_ = _STOP_CHECK if stop is not None else None
         try:
-            while (remaining := deadline - time.monotonic()) > 0:
-                for note in self._conn.notifies(timeout=remaining, stop_after=1):
-                    if note.payload in self._queues:
-                        return True
+            while (stop is None or not stop.is_set()) and (remaining := deadline - time.monotonic()) > 0:
+                woken = False
+                for note in self._conn.notifies(timeout=min(remaining, slice_ or remaining), stop_after=1):
+                    woken = self._payloads is None or note.payload in self._payloads
+                if woken:
+                    # Drain what is already here (not inside the loop above: notifies() holds the lock).
+                    for _ in self._conn.notifies(timeout=0.001):
+                        pass
+                    return True
             return False
         except psycopg.OperationalError as error:
             raise unavailable(self._conninfo, error) from None

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from datetime import datetime
-from typing import Any
 
 import psycopg
-from psycopg import sql
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential, wait_random
 
-from clawnsole.db.connect import connect, unavailable
+from clawnsole.db.connect import connect
 from clawnsole.errors import DatabaseUnavailable, SchemaMissing
+from clawnsole.listen import Listener
 from clawnsole.queue import WorkQueue, default_agent
 from clawnsole.schedule_models import TickReport
 from clawnsole.schedules import Schedules, schedule_channel
@@ -61,44 +59,6 @@ def tick(conninfo: str, schema: str, *, agent: str | None = None, now: datetime 
     return report
 
 
-class _ScheduleListener:
-    """A dedicated autocommit connection listening for schedule changes."""
-
-    def __init__(self, conninfo: str, schema: str) -> None:
-        self._conninfo = conninfo
-        self._channel = schedule_channel(schema)
-        self._conn: psycopg.Connection[Any] | None = None
-
-    def open(self) -> _ScheduleListener:
-        self._conn = connect(self._conninfo, autocommit=True)
-        self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
-        return self
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def wait(self, timeout: float, stop: threading.Event) -> bool:
-        """Block up to `timeout` seconds; True when a schedule changed (stop also ends the wait)."""
-        assert self._conn is not None
-        deadline = time.monotonic() + timeout
-        try:
-            while not stop.is_set() and (remaining := deadline - time.monotonic()) > 0:
-                woken = False
-                for _ in self._conn.notifies(timeout=min(remaining, _STOP_CHECK), stop_after=1):
-                    woken = True
-                if woken:
-                    # One wake for a burst (an import of fifty schedules): drain what is already here. (Not
-                    # inside the loop above: a notifies() generator holds the connection's lock.)
-                    for _ in self._conn.notifies(timeout=0.01):
-                        pass
-                    return True
-            return False
-        except psycopg.OperationalError as error:
-            raise unavailable(self._conninfo, error) from None
-
-
 def _log_report(report: TickReport) -> None:
     for fired in report.fired:
         for fire_at, item_id in fired.enqueued:
@@ -116,7 +76,7 @@ class _Session:
 
     def __init__(self, conninfo: str, schema: str, agent: str) -> None:
         conninfo = _conninfo(conninfo)
-        self._listener = _ScheduleListener(conninfo, schema).open()
+        self._listener = Listener(conninfo, schedule_channel(schema)).open()
         try:
             self._conn = connect(conninfo)
             self.schedules = Schedules(WorkQueue(self._conn, schema=schema, agent=agent).open())

@@ -61,26 +61,6 @@ def priority(value: int | str) -> int:
     return value
 
 
-def payload(value: Any, field: str = "payload") -> dict[str, Any]:
-    """A JSON object of at most 1 MiB, given as a dict or as JSON text."""
-    if isinstance(value, str | bytes):
-        if len(value) > MAX_PAYLOAD_BYTES:
-            raise InvalidInput(field, "is larger than 1 MiB")
-        try:
-            value = json.loads(value)
-        except ValueError as error:
-            raise InvalidInput(field, f"is not valid JSON ({error})") from None
-    if not isinstance(value, dict):
-        raise InvalidInput(field, "must be a JSON object")
-    try:
-        size = len(json.dumps(value).encode())
-    except (TypeError, ValueError) as error:
-        raise InvalidInput(field, f"is not JSON-serialisable ({error})") from None
-    if size > MAX_PAYLOAD_BYTES:
-        raise InvalidInput(field, "is larger than 1 MiB")
-    return value
-
-
 def json_value(value: Any, field: str) -> Any:
     """Any JSON value of at most 1 MiB, given as a Python value or as JSON text."""
     if isinstance(value, str | bytes):
@@ -94,6 +74,16 @@ def json_value(value: Any, field: str) -> Any:
         raise InvalidInput(field, f"is not JSON-serialisable ({error})") from None
     if size > MAX_PAYLOAD_BYTES:
         raise InvalidInput(field, "is larger than 1 MiB")
+    return value
+
+
+def payload(value: Any, field: str = "payload") -> dict[str, Any]:
+    """A JSON object of at most 1 MiB, given as a dict or as JSON text."""
+    if isinstance(value, str | bytes) and len(value) > MAX_PAYLOAD_BYTES:
+        raise InvalidInput(field, "is larger than 1 MiB")
+    value = json_value(value, field)
+    if not isinstance(value, dict):
+        raise InvalidInput(field, "must be a JSON object")
     return value
 
 

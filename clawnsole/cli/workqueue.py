@@ -149,7 +149,7 @@ def claim_next(
             from clawnsole.listen import Listener, claim_waiting
 
             conninfo, schema_name = resolve(database_url, schema)
-            with Listener(conninfo, schema_name, queue) as listener:
+            with Listener.for_queues(conninfo, schema_name, queue) as listener:
                 items = claim_waiting(wq, listener, queue, lease=lease, limit=limit, timeout=wait_seconds)
         else:
             items = wq.claim_next(queue, lease=lease, limit=limit)

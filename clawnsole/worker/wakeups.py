@@ -45,7 +45,7 @@ class Wakeups:
         self._listener = retry_call(self._listen, log=self._log, what="listening", stop=self._stop)
 
     def _listen(self) -> Listener:
-        listener = Listener(self._conninfo, self._schema, self._queues)
+        listener = Listener.for_queues(self._conninfo, self._schema, self._queues)
         try:
             return listener.open()
         except psycopg.Error as error:

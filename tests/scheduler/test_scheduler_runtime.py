@@ -57,7 +57,7 @@ def test_the_daemon_wakes_on_a_schedule_change_reconnects_after_an_outage_and_st
     try:
         assert started.wait(15)
         schedules = Schedules(wq)
-        with Listener(db_url, "clawnsole", ["first"]) as items:
+        with Listener.for_queues(db_url, "clawnsole", ["first"]) as items:
             begun = time.monotonic()
             schedules.add("tick-tock", queue="first", title="t", every="1s")
             assert items.wait(10), "the daemon did not fire the new schedule"
@@ -72,7 +72,7 @@ def test_the_daemon_wakes_on_a_schedule_change_reconnects_after_an_outage_and_st
             [APPLICATION_NAME],
         )
         assert lost.wait(15) and started.wait(15), "the daemon did not reconnect"
-        with Listener(db_url, "clawnsole", ["second"]) as items:
+        with Listener.for_queues(db_url, "clawnsole", ["second"]) as items:
             schedules.add("after-outage", queue="second", title="t", every="1s")
             assert items.wait(10), "the reconnected daemon did not fire"
     finally:
