@@ -299,6 +299,7 @@ def retry(
         item = wq.retry(_item_id(item_id, positional_id))
     print_json(item.to_json())
 
+
 # The worker commands live in their own module; they import the runtime only when run.
 from clawnsole.cli import worker as _worker  # noqa: E402
 
