@@ -121,6 +121,7 @@ def test_heartbeats_keep_a_handler_running_three_times_the_lease_alive(db_url: s
     # A 2 s lease renewed every 2/3 s: a busy CI machine may delay a beat without the lease running out.
     with running(_worker(db_url, slow, events, lease=2.0), events):
         item_id = wq.enqueue("jobs", "slow").item.id
+        events.wait("claimed", id=item_id)  # the thief must not win the first claim
         while _status(wq, item_id) != "done":
             # Another worker trying all along: it would recover the item the moment its lease ran out.
             assert wq.claim_next("jobs", agent="thief") == []
