@@ -7,7 +7,9 @@ import re
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# At most 40 characters: the schema names its NOTIFY channels (`clawnsole:<schema>:schedules`), and
+# PostgreSQL caps a channel name at 63 bytes.
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
 
 
 class Settings(BaseSettings):
@@ -24,7 +26,7 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_schema(cls, value: str) -> str:
         if not _SCHEMA_NAME.match(value):
-            raise ValueError("must be a lower-case SQL identifier (letters, digits, _; at most 63)")
+            raise ValueError("must be a lower-case SQL identifier (letters, digits, _; at most 40)")
         return value
 
     @field_validator("database_url")

@@ -82,3 +82,17 @@ def test_status_filter_knows_the_statuses() -> None:
     assert validate.status("failed") == "failed"
     with pytest.raises(InvalidInput, match="status"):
         validate.status("running")
+
+
+def test_schema_names_fit_their_notify_channels() -> None:
+    from pydantic import ValidationError
+
+    from clawnsole.config import Settings
+
+    assert Settings.model_validate({"CLAWNSOLE_SCHEMA": "s" * 40}).schema_name == "s" * 40
+    for bad in ("s" * 41, "Upper", "1starts_with_digit", "has-dash"):
+        try:
+            Settings.model_validate({"CLAWNSOLE_SCHEMA": bad})
+        except ValidationError:
+            continue
+        raise AssertionError(f"{bad!r} was accepted")
