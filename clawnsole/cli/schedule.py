@@ -229,37 +229,34 @@ def show(
     print_json(schedule.to_json() | {"upcoming": upcoming, "recent_runs": [r.to_json() for r in recent]})
 
 
+def _print_changed(name: str, database_url: str | None, schema: str | None, action: str) -> None:
+    """Run one by-name change of the Schedules API (pause, resume, remove) and print the schedule."""
+    from clawnsole.schedules import Schedules
+
+    with open_queue(database_url, schema) as wq:
+        schedule = getattr(Schedules(wq), action)(name)
+    print_json(schedule.to_json())
+
+
 @schedule_app.command()
 @handle_errors
 def pause(name: Name, database_url: DatabaseUrl = None, schema: Schema = None) -> None:
     """Stop firing a schedule until it is resumed."""
-    from clawnsole.schedules import Schedules
-
-    with open_queue(database_url, schema) as wq:
-        schedule = Schedules(wq).pause(name)
-    print_json(schedule.to_json())
+    _print_changed(name, database_url, schema, "pause")
 
 
 @schedule_app.command()
 @handle_errors
 def resume(name: Name, database_url: DatabaseUrl = None, schema: Schema = None) -> None:
     """Fire a paused schedule again from its next window (windows missed while paused are not caught up)."""
-    from clawnsole.schedules import Schedules
-
-    with open_queue(database_url, schema) as wq:
-        schedule = Schedules(wq).resume(name)
-    print_json(schedule.to_json())
+    _print_changed(name, database_url, schema, "resume")
 
 
 @schedule_app.command()
 @handle_errors
 def remove(name: Name, database_url: DatabaseUrl = None, schema: Schema = None) -> None:
     """Delete a schedule and its run log (items it already enqueued stay)."""
-    from clawnsole.schedules import Schedules
-
-    with open_queue(database_url, schema) as wq:
-        schedule = Schedules(wq).remove(name)
-    print_json(schedule.to_json())
+    _print_changed(name, database_url, schema, "remove")
 
 
 @schedule_app.command("run-now")
