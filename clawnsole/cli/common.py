@@ -141,3 +141,23 @@ def read_text_arg(path: str, field: str, limit: int) -> str:
         return data.decode()
     except UnicodeDecodeError:
         raise InvalidInput(field, "is not UTF-8 text") from None
+
+
+_MAX_TEXT = 1024 * 1024
+
+
+def text_options(
+    instructions: str | None, instructions_file: str | None, payload: str | None, payload_file: str | None
+) -> tuple[str | None, str | None]:
+    """Instructions and payload given inline or read from a file (or - for stdin); one way each, not both."""
+    from clawnsole.errors import InvalidInput
+
+    if instructions is not None and instructions_file is not None:
+        raise InvalidInput("instructions", "give --instructions or --instructions-file, not both")
+    if payload is not None and payload_file is not None:
+        raise InvalidInput("payload", "give --payload or --payload-file, not both")
+    if instructions_file is not None:
+        instructions = read_text_arg(instructions_file, "instructions", _MAX_TEXT)
+    if payload_file is not None:
+        payload = read_text_arg(payload_file, "payload", _MAX_TEXT)
+    return instructions, payload

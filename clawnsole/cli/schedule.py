@@ -18,6 +18,7 @@ from clawnsole.cli.common import (
     print_table,
     read_text_arg,
     resolve,
+    text_options,
 )
 
 if TYPE_CHECKING:
@@ -34,7 +35,6 @@ scheduler_app = typer.Typer(
 )
 
 Name = Annotated[str, typer.Argument(help="The schedule's name.", show_default=False)]
-_MAX_TEXT = 1024 * 1024
 _MAX_FILE = 4 * 1024 * 1024
 
 Instructions = Annotated[str | None, typer.Option(help="What the item asks for (may be sensitive; never logged).")]
@@ -58,22 +58,6 @@ Overlap = Annotated[
     str | None, typer.Option(help="allow (default), or skip a window while the previous item is still open.")
 ]
 Description = Annotated[str | None, typer.Option(help="A note for people.")]
-
-
-def _text_options(
-    instructions: str | None, instructions_file: str | None, payload: str | None, payload_file: str | None
-) -> tuple[str | None, str | None]:
-    from clawnsole.errors import InvalidInput
-
-    if instructions is not None and instructions_file is not None:
-        raise InvalidInput("instructions", "give --instructions or --instructions-file, not both")
-    if payload is not None and payload_file is not None:
-        raise InvalidInput("payload", "give --payload or --payload-file, not both")
-    if instructions_file is not None:
-        instructions = read_text_arg(instructions_file, "instructions", _MAX_TEXT)
-    if payload_file is not None:
-        payload = read_text_arg(payload_file, "payload", _MAX_TEXT)
-    return instructions, payload
 
 
 def _agent() -> str | None:
@@ -126,7 +110,7 @@ def add(
     """Create a schedule (give --cron EXPR [--timezone TZ] or --every DURATION). Prints it as JSON."""
     from clawnsole.schedules import Schedules
 
-    instructions, payload = _text_options(instructions, instructions_file, payload, payload_file)
+    instructions, payload = text_options(instructions, instructions_file, payload, payload_file)
     options: dict[str, Any] = {
         "queue": queue, "title": title, "cron": cron, "every": every, "timezone": timezone,
         "instructions": instructions, "kind": kind, "payload": payload, "priority": priority,
@@ -170,7 +154,7 @@ def update(
     from clawnsole import validate
     from clawnsole.schedules import Schedules
 
-    instructions, payload = _text_options(instructions, instructions_file, payload, payload_file)
+    instructions, payload = text_options(instructions, instructions_file, payload, payload_file)
     with open_queue(database_url, schema, agent=_agent()) as wq:
         schedule = Schedules(wq).update(
             name, queue=queue, title=title, instructions=instructions, kind=kind,

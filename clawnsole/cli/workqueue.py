@@ -17,8 +17,8 @@ from clawnsole.cli.common import (
     open_queue,
     print_json,
     print_table,
-    read_text_arg,
     resolve,
+    text_options,
 )
 
 app = typer.Typer(help=f"Enqueue, claim and finish work items. {EXIT_CODES_HELP}", no_args_is_help=True)
@@ -46,8 +46,6 @@ LeaseToken = Annotated[
         show_default=False,
     ),
 ]
-
-_MAX_TEXT = 1024 * 1024
 
 
 def _item_id(option: int | None, positional: int | None = None) -> int:
@@ -98,16 +96,7 @@ def enqueue(
     schema: Schema = None,
 ) -> None:
     """Add a work item (idempotent with --dedupe-key). Prints the item as JSON with `created`."""
-    from clawnsole.errors import InvalidInput
-
-    if instructions is not None and instructions_file is not None:
-        raise InvalidInput("instructions", "give --instructions or --instructions-file, not both")
-    if payload is not None and payload_file is not None:
-        raise InvalidInput("payload", "give --payload or --payload-file, not both")
-    if instructions_file is not None:
-        instructions = read_text_arg(instructions_file, "instructions", _MAX_TEXT)
-    if payload_file is not None:
-        payload = read_text_arg(payload_file, "payload", _MAX_TEXT)
+    instructions, payload = text_options(instructions, instructions_file, payload, payload_file)
     with open_queue(database_url, schema) as wq:
         outcome = wq.enqueue(
             queue,
