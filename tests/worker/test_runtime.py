@@ -115,11 +115,11 @@ def test_a_delayed_item_wakes_the_worker_when_due_without_polling_meanwhile(db_u
 
 def test_heartbeats_keep_a_handler_running_three_times_the_lease_alive(db_url: str, wq: WorkQueue) -> None:
     def slow(item: Item, ctx: Context) -> dict[str, bool]:
-        return {"cancelled": ctx.cancelled.wait(6.0)}
+        return {"cancelled": ctx.cancelled.wait(12.0)}
 
     events = Events()
-    # A 2 s lease renewed every 2/3 s: a busy CI machine may delay a beat without the lease running out.
-    with running(_worker(db_url, slow, events, lease=2.0), events):
+    # A 4 s lease renewed every 4/3 s: a busy CI machine may delay a beat without the lease running out.
+    with running(_worker(db_url, slow, events, lease=4.0), events):
         item_id = wq.enqueue("jobs", "slow").item.id
         events.wait("claimed", id=item_id)  # the thief must not win the first claim
         while _status(wq, item_id) != "done":
