@@ -36,10 +36,23 @@ class NotFound(ClawnsoleError):
     exit_code = 4
 
 
-class DatabaseUnavailable(ClawnsoleError):
-    """The database cannot be reached."""
+class DatabaseError(ClawnsoleError):
+    """The database refused a statement for a reason other than bad input or a lost connection (a
+    statement timeout, a read-only server, a disk full, ...). Nothing of the statement was kept."""
 
     exit_code = 5
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database cannot be reached, or the connection to it was lost.
+
+    `lost` is True when the connection broke while a statement was in flight: that statement may have
+    committed before the reply was lost (see README, "Guarantees").
+    """
+
+    def __init__(self, message: str, *, lost: bool = False) -> None:
+        super().__init__(message)
+        self.lost = lost
 
 
 class SchemaMissing(DatabaseUnavailable):

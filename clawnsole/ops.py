@@ -77,11 +77,15 @@ def enqueue(
         "lease": validate.duration(lease, "lease"),
         "agent": agent,
     }
-    if dedupe_key is not None:
-        yield Step("item_dedupe_release", params)
+    release = dedupe_key is not None
     for _ in range(_ENQUEUE_TRIES):
+        if release:
+            yield Step("item_dedupe_release", params)
         rows = yield Step("item_enqueue", params)
-        if rows:
+        # A holder that finished (and whose cooldown ran out) after the release step still holds the key:
+        # release it again and retry, rather than hand back an item the cooldown has already let go of.
+        release = bool(rows) and bool(rows[0]["cooled"])
+        if rows and not release:
             return Enqueued(Item.from_row(rows[0]), bool(rows[0]["created"]))
     raise Conflict(f"dedupe key {dedupe_key!r} kept changing hands; try again")
 
@@ -140,15 +144,17 @@ def claim(
     recover: bool = True,
 ) -> Op[list[Item]]:
     """Claim up to `limit` due items, recovering expired leases in these queues first."""
+    names = list(dict.fromkeys(validate.queue_name(q) for q in queues)) or _no_queue()
     params = {
-        "queues": [validate.queue_name(q) for q in queues] or _no_queue(),
+        "queues": names,
+        "queue": names[0],
         "agent": validate.agent(agent),
         "lease": None if lease is None else validate.duration(lease, "lease"),
         "limit": validate.positive_int(limit, "limit", maximum=10_000),
     }
     if recover:
         yield Step("lease_recover_expired", params)
-    rows = yield Step("item_claim", params)
+    rows = yield Step("item_claim" if len(names) == 1 else "item_claim_queues", params)
     return [Item.from_row(r) for r in rows]
 
 
@@ -169,15 +175,35 @@ def _diagnose(item_id: int, agent: str | None, action: str) -> Op[None]:
     )
 
 
-def _fenced(item_id: int, agent: str | None, lease_token: str | None) -> dict[str, Any]:
-    """Parameters of a write fenced by the holder, the lease token, or both (never neither)."""
-    if agent is None and lease_token is None:
-        raise InvalidInput("agent", "give the holding agent or the lease token")
+def _fenced(item_id: int, agent: str | None, lease_token: str | None, *, by_agent: bool) -> dict[str, Any]:
+    """Parameters of a write fenced by the lease token (and by the holder too when one is named).
+
+    The token is required: an agent name alone cannot tell one claim of an item from the next claim by a
+    process with the same name, so a stale writer could finish or dead-letter the newer claim. Only the
+    command line's documented `--agent` convenience (`by_agent`) may leave it out: see `_token`.
+    """
+    if lease_token is None and not (by_agent and agent is not None):
+        raise InvalidInput("lease_token", "give the lease token the claim returned")
     return {
         "id": item_id,
         "agent": None if agent is None else validate.agent(agent),
         "lease_token": validate.lease_token(lease_token),
     }
+
+
+def _token(params: dict[str, Any], action: str) -> Op[None]:
+    """Fill in the token of the claim the named agent holds now, when none was given (`by_agent`).
+
+    The write that follows is fenced by that token, so a claim made after this read is still safe; one made
+    before it by a process with the same agent name is taken for this caller's.
+    """
+    if params["lease_token"] is not None:
+        return
+    rows = yield Step("item_get", {"id": params["id"]})
+    if rows and rows[0]["status"] == "claimed" and rows[0]["claimed_by"] == params["agent"]:
+        params["lease_token"] = str(rows[0]["lease_token"])
+        return
+    yield from _diagnose(params["id"], params["agent"], action)
 
 
 def progress(
@@ -189,25 +215,30 @@ def progress(
     percent: int | None = None,
     extend: float | str | None = None,
     record: bool = True,
+    by_agent: bool = False,
 ) -> Op[Item]:
     """Renew the lease (by the item's lease length or `extend`) and store a progress note/percent."""
-    params = _fenced(item_id, agent, lease_token) | {
+    params = _fenced(item_id, agent, lease_token, by_agent=by_agent) | {
         "note": validate.optional_text(note, "note", 10_000),
         "percent": validate.percent(percent),
         "extend": None if extend is None else validate.duration(extend, "extend"),
         "record": record,
     }
+    yield from _token(params, "renew")
     rows = yield Step("lease_extend", params)
     if not rows:
         yield from _diagnose(item_id, agent, "renew")
     return Item.from_row(rows[0])
 
 
-def done(item_id: int, *, agent: str | None, lease_token: str | None = None, result: Any = None) -> Op[Item]:
+def done(
+    item_id: int, *, agent: str | None, lease_token: str | None = None, result: Any = None, by_agent: bool = False
+) -> Op[Item]:
     """Finish a held item successfully."""
-    params = _fenced(item_id, agent, lease_token) | {
+    params = _fenced(item_id, agent, lease_token, by_agent=by_agent) | {
         "result": None if result is None else Jsonb(validate.json_value(result, "result"))
     }
+    yield from _token(params, "finish")
     rows = yield Step("item_complete", params)
     if not rows:
         yield from _diagnose(item_id, agent, "finish")
@@ -222,13 +253,15 @@ def fail(
     lease_token: str | None = None,
     retry: bool = True,
     backoff: float | str | None = None,
+    by_agent: bool = False,
 ) -> Op[Item]:
     """Record a failed attempt: retried after a backoff while attempts remain, else failed for good."""
-    params = _fenced(item_id, agent, lease_token) | {
+    params = _fenced(item_id, agent, lease_token, by_agent=by_agent) | {
         "error": validate.optional_text(error, "error", 64 * 1024) or "failed",
         "retry": retry,
         "backoff": None if backoff is None else validate.duration(backoff, "backoff", allow_zero=True),
     }
+    yield from _token(params, "fail")
     rows = yield Step("item_fail", params)
     if not rows:
         yield from _diagnose(item_id, agent, "fail")
@@ -298,20 +331,24 @@ def status(queue: str | None = None) -> Op[list[QueueCount]]:
     ]
 
 
-def heartbeat(leases: Iterable[tuple[int, str]], *, agent: str) -> Op[set[int]]:
-    """Renew every listed lease still held by `agent`; returns the ids still held."""
-    pairs = list(leases)
+# The multi-row statements lock their rows in the order of the arrays they are given; sorting by id here
+# gives every one of them the same order, so a heartbeat and a finisher never deadlock on each other.
+
+
+def heartbeat(leases: Iterable[tuple[int, str]], *, agent: str) -> Op[set[tuple[int, str]]]:
+    """Renew every listed lease still held by `agent`; returns the (id, token) pairs still held."""
+    pairs = sorted(leases)
     if not pairs:
         return set()
     rows = yield Step(
         "lease_extend_many", {"ids": [p[0] for p in pairs], "tokens": [p[1] for p in pairs], "agent": agent}
     )
-    return {int(r["id"]) for r in rows}
+    return {(int(r["id"]), str(r["token"])) for r in rows}
 
 
-def complete_many(outcomes: Iterable[tuple[int, str, Any]], *, agent: str) -> Op[set[int]]:
-    """Finish a batch of held items as done; returns the ids whose lease was still held."""
-    batch = list(outcomes)
+def complete_many(outcomes: Iterable[tuple[int, str, Any]], *, agent: str) -> Op[set[tuple[int, str]]]:
+    """Finish a batch of held items as done; returns the (id, token) pairs whose lease was still held."""
+    batch = sorted(outcomes, key=lambda b: (b[0], b[1]))
     if not batch:
         return set()
     rows = yield Step(
@@ -323,19 +360,19 @@ def complete_many(outcomes: Iterable[tuple[int, str, Any]], *, agent: str) -> Op
             "agent": agent,
         },
     )
-    return {int(r["id"]) for r in rows}
+    return {(int(r["id"]), str(r["token"])) for r in rows}
 
 
-def release(leases: Iterable[tuple[int, str]], *, agent: str, reason: str) -> Op[set[int]]:
-    """Give held items back to pending without charging the attempt; returns the ids released."""
-    pairs = list(leases)
+def release(leases: Iterable[tuple[int, str]], *, agent: str, reason: str) -> Op[set[tuple[int, str]]]:
+    """Give held items back to pending without charging the attempt; returns the (id, token) pairs released."""
+    pairs = sorted(leases)
     if not pairs:
         return set()
     rows = yield Step(
         "lease_release_many",
         {"ids": [p[0] for p in pairs], "tokens": [p[1] for p in pairs], "agent": agent, "reason": reason},
     )
-    return {int(r["id"]) for r in rows}
+    return {(int(r["id"]), str(r["token"])) for r in rows}
 
 
 def next_due(queues: Sequence[str]) -> Op[float | None]:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import os
+import random
+import secrets
 import socket
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -15,10 +19,10 @@ from psycopg.pq import ExecStatus
 from psycopg.rows import dict_row
 
 from clawnsole import ops
-from clawnsole.db.connect import unavailable
+from clawnsole.db.connect import first_line, is_connection_error, unavailable
 from clawnsole.db.migrate import latest_version
 from clawnsole.db.sql import statements
-from clawnsole.errors import ClawnsoleError, InvalidInput, SchemaMissing
+from clawnsole.errors import ClawnsoleError, DatabaseError, DatabaseUnavailable, InvalidInput, SchemaMissing
 from clawnsole.models import Enqueued, Event, Item, NewItem, QueueCount
 
 if TYPE_CHECKING:
@@ -27,17 +31,27 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 Row = dict[str, Any]
 
-# The connections of a pool the queue opens itself are in autocommit mode: each statement commits on its
-# own, in one round trip instead of three (BEGIN, statement, COMMIT). No operation needs its statements in
-# one transaction: its one write is a single statement; any other step is housekeeping that stands on its
-# own (recovering expired leases, releasing an expired dedupe key) or a read. A caller's `conn=` and a
+# The connections of a pool the queue opens itself are in autocommit mode. An operation run by `run()`
+# still gets one transaction (BEGIN … COMMIT around its statements); the item operations, whose statements
+# each stand alone (their one write is a single statement; any other step is a read or housekeeping that
+# stands on its own: recovering expired leases, releasing an expired dedupe key), are run by `run_steps()`,
+# where each statement commits on its own in one round trip instead of three. A caller's `conn=` and a
 # caller's own connection or pool keep their transactions as before.
 _OWN_POOL_CONNECTIONS: dict[str, Any] = {"connect_timeout": 10, "autocommit": True}
 
+# A statement that stands alone and lost a deadlock or a serialization conflict rolled back by itself:
+# running it again on the same connection is safe, and is what the server's message asks for.
+_ROLLBACK_TRIES = 5
+
+# An enqueue with a dedupe key is retried this long when the connection is lost (the retry returns the
+# item if the first attempt had committed); one without a key is never retried by the library.
+_ENQUEUE_RETRY_SECONDS = 10.0
+
 
 def default_agent() -> str:
-    """The agent id used when none is given: host:pid."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """The agent id used when none is given: host:pid:random, unique per process (and per queue object),
+    so two processes on one host never pass for the same holder."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 def notify_channel(schema: str) -> str:
@@ -63,21 +77,45 @@ class _Core:
         self._sql = statements(schema)
         self._describe = "the database"
 
-    def _holder(self, agent: str | None, lease_token: str | None) -> str | None:
-        """Who a fenced write names: the given agent; else none when the lease token alone fences it."""
-        if agent is not None:
-            return agent
-        return None if lease_token is not None else self.agent
-
     def _params(self, step: ops.Step) -> dict[str, Any]:
         return {"channel": self.channel, **step.params}
 
     def _translate(self, error: psycopg.Error) -> ClawnsoleError:
+        """Clawnsole's error for a driver error: only a broken connection is an outage."""
         if isinstance(error, pgerrors.UndefinedTable | pgerrors.InvalidSchemaName | pgerrors.UndefinedFunction):
             return self._schema_missing(None)
         if isinstance(error, pgerrors.DataError | pgerrors.IntegrityError):
-            return InvalidInput("input", str(error).splitlines()[0])
-        return unavailable(self._describe, error)
+            return InvalidInput("input", first_line(error))
+        if is_connection_error(error):
+            return unavailable(self._describe, error, lost=True)
+        if isinstance(error, pgerrors.TransactionRollback):
+            return DatabaseError(f"the database rolled the transaction back, retry it: {first_line(error)}")
+        return DatabaseError(f"the database refused the statement: {first_line(error)}")
+
+    @staticmethod
+    def _standalone(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+        """Whether each statement on `conn` commits by itself (autocommit, outside any transaction block)."""
+        return conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+    @staticmethod
+    def _retry_rollback(error: psycopg.Error, attempt: int, standalone: bool) -> float | None:
+        """Seconds to wait before running a statement again after `error`, or None to raise it."""
+        if standalone and isinstance(error, pgerrors.TransactionRollback) and attempt < _ROLLBACK_TRIES:
+            return random.uniform(0, 0.005 * attempt)  # spread the retries of the two losers apart
+        return None
+
+    @staticmethod
+    def _enqueue_error(error: DatabaseUnavailable, retried: bool) -> DatabaseUnavailable:
+        """Say what a lost enqueue means: it may have committed (README, "Guarantees")."""
+        if not error.lost:
+            return error
+        if retried:
+            return DatabaseUnavailable(f"{error} (retried with the dedupe key, without success)", lost=True)
+        return DatabaseUnavailable(
+            f"{error} (the item may have been added before the connection broke; without a dedupe key the "
+            "enqueue is not retried, since a retry could add it twice)",
+            lost=True,
+        )
 
     def _schema_missing(self, version: str | None) -> SchemaMissing:
         if version is None:
@@ -173,30 +211,74 @@ class WorkQueue(_Core):
             raise self._translate(error) from None
 
     def run(self, op: ops.Op[T], conn: psycopg.Connection[Any] | None = None) -> T:
-        """Drive one operation to its result inside one transaction."""
+        """Drive one operation to its result inside one transaction, whatever the source: on an autocommit
+        connection (the queue's own pool, or a caller's) the transaction is opened here."""
         with self._connection(conn) as c:
-            cur = c.cursor(row_factory=dict_row)
-            try:
-                step = next(op)
+            if self._standalone(c):
+                with c.transaction():
+                    return self._drive(c, op, standalone=False)
+            return self._drive(c, op, standalone=False)
+
+    def run_steps(self, op: ops.Op[T], conn: psycopg.Connection[Any] | None = None) -> T:
+        """Drive an operation whose statements each stand alone (the item operations): on an autocommit
+        connection each commits by itself, and one that lost a deadlock is run again on the same connection."""
+        with self._connection(conn) as c:
+            return self._drive(c, op, standalone=self._standalone(c))
+
+    def _drive(self, c: psycopg.Connection[Any], op: ops.Op[T], *, standalone: bool) -> T:
+        cur = c.cursor(row_factory=dict_row)
+        try:
+            step = next(op)
+            while True:
+                attempt = 1
                 while True:
-                    cur.execute(self._sql[step.name], self._params(step))
-                    step = op.send(cur.fetchall() if _has_rows(cur) else [])
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
+                    try:
+                        cur.execute(self._sql[step.name], self._params(step))
+                        break
+                    except psycopg.Error as error:
+                        pause = self._retry_rollback(error, attempt, standalone)
+                        if pause is None:
+                            raise
+                        time.sleep(pause)
+                        attempt += 1
+                step = op.send(cur.fetchall() if _has_rows(cur) else [])
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
 
     # The public operations: each a thin call of the same operation in `ops`.
 
     def enqueue(
         self, queue: str, title: str, *, conn: psycopg.Connection[Any] | None = None, **options: Any
     ) -> Enqueued:
-        """Add an item (see `ops.enqueue` for the options); idempotent with `dedupe_key`."""
-        return self.run(ops.enqueue(queue, title, agent=options.pop("agent", self.agent), **options), conn)
+        """Add an item (see `ops.enqueue` for the options); idempotent with `dedupe_key`, and then retried by
+        itself for a while when the connection is lost (never without a key: see README, "Guarantees")."""
+        agent = options.pop("agent", self.agent)
+
+        def attempt() -> Enqueued:
+            return self.run_steps(ops.enqueue(queue, title, agent=agent, **options), conn)
+
+        if conn is not None or options.get("dedupe_key") is None:
+            try:
+                return attempt()
+            except DatabaseUnavailable as error:
+                raise self._enqueue_error(error, retried=False) from None
+        from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
+
+        try:
+            return Retrying(
+                retry=retry_if_exception_type(DatabaseUnavailable),
+                stop=stop_after_delay(_ENQUEUE_RETRY_SECONDS),
+                wait=wait_random_exponential(multiplier=0.1, max=2.0),
+                reraise=True,
+            )(attempt)
+        except DatabaseUnavailable as error:
+            raise self._enqueue_error(error, retried=True) from None
 
     def enqueue_many(
         self, items: Sequence[NewItem], *, conn: psycopg.Connection[Any] | None = None
     ) -> builtins.list[int]:
         """Add a batch of items in one round trip; returns their ids."""
-        return self.run(ops.enqueue_many(items, agent=self.agent), conn)
+        return self.run_steps(ops.enqueue_many(items, agent=self.agent), conn)
 
     def claim_next(
         self,
@@ -209,7 +291,7 @@ class WorkQueue(_Core):
     ) -> builtins.list[Item]:
         """Claim up to `limit` due items from one or more queues (empty list: nothing due)."""
         names = [queues] if isinstance(queues, str) else list(queues)
-        return self.run(ops.claim(names, agent=agent or self.agent, lease=lease, limit=limit), conn)
+        return self.run_steps(ops.claim(names, agent=agent or self.agent, lease=lease, limit=limit), conn)
 
     def progress(
         self,
@@ -223,10 +305,10 @@ class WorkQueue(_Core):
         conn: psycopg.Connection[Any] | None = None,
     ) -> Item:
         """Renew the lease and record progress."""
-        return self.run(
+        return self.run_steps(
             ops.progress(
                 item_id,
-                agent=self._holder(agent, lease_token),
+                agent=agent,
                 lease_token=lease_token,
                 note=note,
                 percent=percent,
@@ -245,8 +327,8 @@ class WorkQueue(_Core):
         conn: psycopg.Connection[Any] | None = None,
     ) -> Item:
         """Finish a held item successfully."""
-        return self.run(
-            ops.done(item_id, agent=self._holder(agent, lease_token), lease_token=lease_token, result=result),
+        return self.run_steps(
+            ops.done(item_id, agent=agent, lease_token=lease_token, result=result),
             conn,
         )
 
@@ -262,10 +344,10 @@ class WorkQueue(_Core):
         conn: psycopg.Connection[Any] | None = None,
     ) -> Item:
         """Record a failed attempt (retried after a backoff while attempts remain)."""
-        return self.run(
+        return self.run_steps(
             ops.fail(
                 item_id,
-                agent=self._holder(agent, lease_token),
+                agent=agent,
                 error=error,
                 lease_token=lease_token,
                 retry=retry,
@@ -276,27 +358,27 @@ class WorkQueue(_Core):
 
     def cancel(self, item_id: int, *, reason: str | None = None, conn: psycopg.Connection[Any] | None = None) -> Item:
         """Cancel a pending item."""
-        return self.run(ops.cancel(item_id, agent=self.agent, reason=reason), conn)
+        return self.run_steps(ops.cancel(item_id, agent=self.agent, reason=reason), conn)
 
     def retry(self, item_id: int, *, conn: psycopg.Connection[Any] | None = None) -> Item:
         """Requeue a failed or cancelled item."""
-        return self.run(ops.retry(item_id, agent=self.agent), conn)
+        return self.run_steps(ops.retry(item_id, agent=self.agent), conn)
 
     def get(self, item_id: int, *, conn: psycopg.Connection[Any] | None = None) -> Item:
         """One item by id."""
-        return self.run(ops.get(item_id), conn)
+        return self.run_steps(ops.get(item_id), conn)
 
     def list(self, queue: str | None = None, status: str | None = None, limit: int = 100) -> builtins.list[Item]:
         """Items, newest first."""
-        return self.run(ops.list_items(queue, status, limit))
+        return self.run_steps(ops.list_items(queue, status, limit))
 
     def history(self, item_id: int) -> builtins.list[Event]:
         """An item's events, oldest first."""
-        return self.run(ops.history(item_id))
+        return self.run_steps(ops.history(item_id))
 
     def status(self, queue: str | None = None) -> builtins.list[QueueCount]:
         """Counts per queue and status."""
-        return self.run(ops.status(queue))
+        return self.run_steps(ops.status(queue))
 
 
 class AsyncWorkQueue(_Core):
@@ -372,28 +454,69 @@ class AsyncWorkQueue(_Core):
             raise self._translate(error) from None
 
     async def run(self, op: ops.Op[T], conn: psycopg.AsyncConnection[Any] | None = None) -> T:
-        """Drive one operation to its result inside one transaction."""
+        """Drive one operation to its result inside one transaction, whatever the source (see `WorkQueue.run`)."""
         async with self._connection(conn) as c:
-            cur = c.cursor(row_factory=dict_row)
-            try:
-                step = next(op)
+            if self._standalone(c):
+                async with c.transaction():
+                    return await self._drive(c, op, standalone=False)
+            return await self._drive(c, op, standalone=False)
+
+    async def run_steps(self, op: ops.Op[T], conn: psycopg.AsyncConnection[Any] | None = None) -> T:
+        """Drive an operation whose statements each stand alone (see `WorkQueue.run_steps`)."""
+        async with self._connection(conn) as c:
+            return await self._drive(c, op, standalone=self._standalone(c))
+
+    async def _drive(self, c: psycopg.AsyncConnection[Any], op: ops.Op[T], *, standalone: bool) -> T:
+        cur = c.cursor(row_factory=dict_row)
+        try:
+            step = next(op)
+            while True:
+                attempt = 1
                 while True:
-                    await cur.execute(self._sql[step.name], self._params(step))
-                    step = op.send(await cur.fetchall() if _has_rows(cur) else [])
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
+                    try:
+                        await cur.execute(self._sql[step.name], self._params(step))
+                        break
+                    except psycopg.Error as error:
+                        pause = self._retry_rollback(error, attempt, standalone)
+                        if pause is None:
+                            raise
+                        await asyncio.sleep(pause)
+                        attempt += 1
+                step = op.send(await cur.fetchall() if _has_rows(cur) else [])
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
 
     async def enqueue(
         self, queue: str, title: str, *, conn: psycopg.AsyncConnection[Any] | None = None, **options: Any
     ) -> Enqueued:
-        """Add an item (see `ops.enqueue` for the options); idempotent with `dedupe_key`."""
-        return await self.run(ops.enqueue(queue, title, agent=options.pop("agent", self.agent), **options), conn)
+        """Add an item (see `WorkQueue.enqueue`): retried when the connection is lost only with a dedupe key."""
+        agent = options.pop("agent", self.agent)
+
+        async def attempt() -> Enqueued:
+            return await self.run_steps(ops.enqueue(queue, title, agent=agent, **options), conn)
+
+        if conn is not None or options.get("dedupe_key") is None:
+            try:
+                return await attempt()
+            except DatabaseUnavailable as error:
+                raise self._enqueue_error(error, retried=False) from None
+        from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
+
+        try:
+            return await AsyncRetrying(
+                retry=retry_if_exception_type(DatabaseUnavailable),
+                stop=stop_after_delay(_ENQUEUE_RETRY_SECONDS),
+                wait=wait_random_exponential(multiplier=0.1, max=2.0),
+                reraise=True,
+            )(attempt)
+        except DatabaseUnavailable as error:
+            raise self._enqueue_error(error, retried=True) from None
 
     async def enqueue_many(
         self, items: Sequence[NewItem], *, conn: psycopg.AsyncConnection[Any] | None = None
     ) -> builtins.list[int]:
         """Add a batch of items in one round trip; returns their ids."""
-        return await self.run(ops.enqueue_many(items, agent=self.agent), conn)
+        return await self.run_steps(ops.enqueue_many(items, agent=self.agent), conn)
 
     async def claim_next(
         self,
@@ -406,7 +529,7 @@ class AsyncWorkQueue(_Core):
     ) -> builtins.list[Item]:
         """Claim up to `limit` due items from one or more queues (empty list: nothing due)."""
         names = [queues] if isinstance(queues, str) else list(queues)
-        return await self.run(ops.claim(names, agent=agent or self.agent, lease=lease, limit=limit), conn)
+        return await self.run_steps(ops.claim(names, agent=agent or self.agent, lease=lease, limit=limit), conn)
 
     async def progress(
         self,
@@ -420,10 +543,10 @@ class AsyncWorkQueue(_Core):
         conn: psycopg.AsyncConnection[Any] | None = None,
     ) -> Item:
         """Renew the lease and record progress."""
-        return await self.run(
+        return await self.run_steps(
             ops.progress(
                 item_id,
-                agent=self._holder(agent, lease_token),
+                agent=agent,
                 lease_token=lease_token,
                 note=note,
                 percent=percent,
@@ -442,8 +565,8 @@ class AsyncWorkQueue(_Core):
         conn: psycopg.AsyncConnection[Any] | None = None,
     ) -> Item:
         """Finish a held item successfully."""
-        return await self.run(
-            ops.done(item_id, agent=self._holder(agent, lease_token), lease_token=lease_token, result=result),
+        return await self.run_steps(
+            ops.done(item_id, agent=agent, lease_token=lease_token, result=result),
             conn,
         )
 
@@ -459,10 +582,10 @@ class AsyncWorkQueue(_Core):
         conn: psycopg.AsyncConnection[Any] | None = None,
     ) -> Item:
         """Record a failed attempt (retried after a backoff while attempts remain)."""
-        return await self.run(
+        return await self.run_steps(
             ops.fail(
                 item_id,
-                agent=self._holder(agent, lease_token),
+                agent=agent,
                 error=error,
                 lease_token=lease_token,
                 retry=retry,
@@ -475,27 +598,27 @@ class AsyncWorkQueue(_Core):
         self, item_id: int, *, reason: str | None = None, conn: psycopg.AsyncConnection[Any] | None = None
     ) -> Item:
         """Cancel a pending item."""
-        return await self.run(ops.cancel(item_id, agent=self.agent, reason=reason), conn)
+        return await self.run_steps(ops.cancel(item_id, agent=self.agent, reason=reason), conn)
 
     async def retry(self, item_id: int, *, conn: psycopg.AsyncConnection[Any] | None = None) -> Item:
         """Requeue a failed or cancelled item."""
-        return await self.run(ops.retry(item_id, agent=self.agent), conn)
+        return await self.run_steps(ops.retry(item_id, agent=self.agent), conn)
 
     async def get(self, item_id: int, *, conn: psycopg.AsyncConnection[Any] | None = None) -> Item:
         """One item by id."""
-        return await self.run(ops.get(item_id), conn)
+        return await self.run_steps(ops.get(item_id), conn)
 
     async def list(self, queue: str | None = None, status: str | None = None, limit: int = 100) -> builtins.list[Item]:
         """Items, newest first."""
-        return await self.run(ops.list_items(queue, status, limit))
+        return await self.run_steps(ops.list_items(queue, status, limit))
 
     async def history(self, item_id: int) -> builtins.list[Event]:
         """An item's events, oldest first."""
-        return await self.run(ops.history(item_id))
+        return await self.run_steps(ops.history(item_id))
 
     async def status(self, queue: str | None = None) -> builtins.list[QueueCount]:
         """Counts per queue and status."""
-        return await self.run(ops.status(queue))
+        return await self.run_steps(ops.status(queue))
 
 
 __all__ = ["AsyncWorkQueue", "WorkQueue", "default_agent", "notify_channel"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from typing import Annotated, Any
 
 import typer
@@ -65,6 +64,19 @@ def _fence(agent: str | None, lease: str | None) -> None:
 
     if agent is None and lease is None:
         raise InvalidInput("agent", "give --agent (the holder) or --lease (the token from claim-next)")
+
+
+def _warn_if_by_agent(agent: str | None, lease: str | None) -> bool:
+    """`--agent` alone cannot tell this claim from an earlier one by a process with the same agent name:
+    the convenience is documented and announced on stderr each time; scripts should pass `--lease`."""
+    if lease is not None:
+        return False
+    typer.echo(
+        f"clawnsole: warning: fenced by --agent {agent!r} alone: the write applies to that agent's current "
+        "claim; pass --lease (the token from claim-next) to fence it to one claim",
+        err=True,
+    )
+    return True
 
 
 @app.command()
@@ -130,8 +142,9 @@ def claim_next(
 ) -> None:
     """Claim the next due item. Prints it as JSON, or nothing (exit 0) when there is none."""
     from clawnsole import validate
+    from clawnsole.queue import default_agent
 
-    holder = agent or socket.gethostname()
+    holder = agent or default_agent()
     wait_seconds = None if wait is None else validate.duration(wait, "wait", allow_zero=True)
     with open_queue(database_url, schema, agent=holder) as wq:
         if wait_seconds:
@@ -159,9 +172,21 @@ def progress(
     schema: Schema = None,
 ) -> None:
     """Record progress and renew the lease of a held item."""
+    from clawnsole import ops
+
     _fence(agent, lease)
+    by_agent = _warn_if_by_agent(agent, lease)
     with open_queue(database_url, schema) as wq:
-        item = wq.progress(_item_id(item_id), agent=agent, lease_token=lease, note=note, percent=percent, extend=extend)
+        op = ops.progress(
+            _item_id(item_id),
+            agent=agent,
+            lease_token=lease,
+            note=note,
+            percent=percent,
+            extend=extend,
+            by_agent=by_agent,
+        )
+        item = wq.run_steps(op)
     print_json(item.to_json())
 
 
@@ -176,12 +201,15 @@ def done(
     schema: Schema = None,
 ) -> None:
     """Finish a held item successfully."""
-    from clawnsole import validate
+    from clawnsole import ops, validate
 
     _fence(agent, lease)
     value = None if result is None else validate.json_value(result, "result")
+    by_agent = _warn_if_by_agent(agent, lease)
     with open_queue(database_url, schema) as wq:
-        item = wq.done(_item_id(item_id), agent=agent, lease_token=lease, result=value)
+        item = wq.run_steps(
+            ops.done(_item_id(item_id), agent=agent, lease_token=lease, result=value, by_agent=by_agent)
+        )
     print_json(item.to_json())
 
 
@@ -198,9 +226,21 @@ def fail(
     schema: Schema = None,
 ) -> None:
     """Record a failed attempt: retried after a backoff while attempts remain, else failed."""
+    from clawnsole import ops
+
     _fence(agent, lease)
+    by_agent = _warn_if_by_agent(agent, lease)
     with open_queue(database_url, schema) as wq:
-        item = wq.fail(_item_id(item_id), error, agent=agent, lease_token=lease, retry=not no_retry, backoff=backoff)
+        op = ops.fail(
+            _item_id(item_id),
+            agent=agent,
+            error=error,
+            lease_token=lease,
+            retry=not no_retry,
+            backoff=backoff,
+            by_agent=by_agent,
+        )
+        item = wq.run_steps(op)
     print_json(item.to_json())
 
 

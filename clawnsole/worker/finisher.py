@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from clawnsole import ops
-from clawnsole.errors import Conflict, DatabaseUnavailable, NotFound
+from clawnsole.errors import Conflict, DatabaseError, DatabaseUnavailable, InvalidInput, NotFound
 from clawnsole.worker.eventlog import EventLog, Record
 from clawnsole.worker.inflight import InFlight, Slot
 from clawnsole.worker.session import Session, Stopped, retry_call
@@ -95,34 +95,48 @@ class Finisher:
         self._queue.put(None)
 
     def _retry(self, call: Callable[[], Any], what: str) -> Any:
-        return retry_call(call, log=self._log, what=what, stop=self.abandon)
+        # A refused statement is tried twice, then the batch is split (a lost connection: until abandoned).
+        return retry_call(call, log=self._log, what=what, stop=self.abandon, refused_tries=2)
 
     def _write(self, batch: list[Outcome]) -> None:
-        records: list[Record] = []
-        done = [o for o in batch if o.error is None]
-        failed = [o for o in batch if o.error is not None]
-        if done:
-            pairs = [(o.slot.item.id, o.slot.token, o.result) for o in done]
-            try:
-                held: set[int] = self._retry(
-                    lambda: self._session.run(ops.complete_many(pairs, agent=self._agent)), "recording results"
-                )
-            except (Stopped, DatabaseUnavailable):
-                held = set()
-                records += [("not_recorded", _fields(o.slot, time.monotonic())) for o in done]
-            else:
-                now = time.monotonic()
-                for outcome in done:
-                    if outcome.slot.item.id in held:
-                        records.append(("done", _fields(outcome.slot, now)))
-                    else:
-                        records.append(("lease_lost", _fields(outcome.slot, now) | {"outcome": "done"}))
-            self._tally.add(done=len(held), lost=len(done) - len(held))
-        for outcome in failed:
-            records.append(self._write_failure(outcome))
-        self._inflight.forget(o.slot.item.id for o in batch)
+        # The finisher never dies of one batch: what could not be written is logged and let go (its lease
+        # expires and the item runs again), and the thread goes on with the next outcomes.
+        try:
+            records = self._write_done([o for o in batch if o.error is None])
+            records += [self._write_failure(o) for o in batch if o.error is not None]
+        except Exception as error:
+            now = time.monotonic()
+            records = [("not_recorded", _fields(o.slot, now) | {"error": short(str(error))}) for o in batch]
+        self._inflight.forget(o.slot for o in batch)
         self._log.emit_many(records)
         self._on_change()
+
+    def _write_done(self, done: list[Outcome]) -> list[Record]:
+        """Record done items in one statement; when the server refuses it, each alone, so one item the
+        database will not store (a failure with the reason) does not take the rest of the batch with it."""
+        if not done:
+            return []
+        pairs = [(o.slot.item.id, o.slot.token, o.result) for o in done]
+        try:
+            held: set[tuple[int, str]] = self._retry(
+                lambda: self._session.run(ops.complete_many(pairs, agent=self._agent)), "recording results"
+            )
+        except (Stopped, DatabaseUnavailable):
+            return [("not_recorded", _fields(o.slot, time.monotonic())) for o in done]
+        except (InvalidInput, DatabaseError) as refused:
+            if len(done) > 1:
+                return [record for outcome in done for record in self._write_done([outcome])]
+            reason = f"the result could not be stored: {short(str(refused))}"
+            return [self._write_failure(Outcome(done[0].slot, error=reason))]
+        now = time.monotonic()
+        records: list[Record] = []
+        for outcome in done:
+            if outcome.slot.key in held:
+                records.append(("done", _fields(outcome.slot, now)))
+            else:
+                records.append(("lease_lost", _fields(outcome.slot, now) | {"outcome": "done"}))
+        self._tally.add(done=len(held), lost=len(done) - len(held))
+        return records
 
     def _write_failure(self, outcome: Outcome) -> Record:
         slot = outcome.slot
@@ -139,6 +153,9 @@ class Finisher:
         except (Conflict, NotFound) as rejected:  # LeaseLost is a Conflict
             self._tally.add(lost=1)
             return ("lease_lost", _fields(slot, time.monotonic()) | {"outcome": "failed", "detail": str(rejected)})
+        except (InvalidInput, DatabaseError) as refused:
+            # Even the failure could not be stored: say so; the lease expires and the item runs again.
+            return ("not_recorded", _fields(slot, time.monotonic()) | {"error": short(str(refused))})
         self._tally.add(failed=1)
         fields = _fields(slot, time.monotonic()) | {"error": short(error)}
         if item.status == "pending":

@@ -1,5 +1,11 @@
 """Lease renewal for every item in flight, in one statement per beat; a lease found gone stops its handler.
-Each successful beat also proves the database answers, which is what the systemd watchdog is fed on."""
+Each successful beat also proves the database answers, which is what the systemd watchdog is fed on.
+
+The heartbeat has a connection of its own (handlers' progress calls and shutdown releases use another), so
+nothing queues in front of a beat. Beats keep a fixed rate: the next one is due `interval` after the last
+one was due, not after it ended, so a slow beat does not push every later one back; a beat that comes due
+while one is still running runs as soon as that one ends. A gap between two renewals longer than half the
+lease is logged (`heartbeat_late`), and the longest gap is reported when the worker stops."""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from clawnsole import ops
-from clawnsole.errors import DatabaseUnavailable
+from clawnsole.errors import DatabaseError
 from clawnsole.worker import steps
 from clawnsole.worker.eventlog import EventLog
 from clawnsole.worker.inflight import InFlight
@@ -25,6 +31,7 @@ class Heartbeat:
         *,
         agent: str,
         interval: float,
+        lease: float,
         inflight: InFlight,
         log: EventLog,
         tally: Tally,
@@ -34,15 +41,26 @@ class Heartbeat:
         self._session = session
         self._agent = agent
         self.interval = interval
+        self._lease = lease
         self._inflight = inflight
         self._log = log
         self._tally = tally
         self._stop = stop
         self._on_beat = on_beat
+        # Seconds between the two furthest-apart successful renewals so far (reported at stop).
+        self.worst_gap = 0.0
+        self._last_renewal: float | None = None
 
     def run(self) -> None:
-        while not self._stop.wait(self.interval):
+        self._last_renewal = due = time.monotonic()
+        while True:
+            due += self.interval
+            if self._stop.wait(max(0.0, due - time.monotonic())):
+                return
             self.beat()
+            # Behind by more than a beat (a slow beat, an outage): start the rate again from now rather
+            # than firing a burst of beats to catch up.
+            due = max(due, time.monotonic() - self.interval)
 
     def beat(self) -> bool:
         """Renew every held lease once; False when the database could not be reached within the interval."""
@@ -66,11 +84,12 @@ class Heartbeat:
                     give_up_after=self.interval,
                 )
                 renewed = set()
-        except (DatabaseUnavailable, Stopped):
+        except (DatabaseError, Stopped):
             return False
+        self._renewed()
         # A lease not renewed is lost only if its handler is still running: an outcome written meanwhile
         # also ends the lease, and is fenced by its own statement.
-        lost = self._inflight.lose(item_id for item_id, _ in leases if item_id not in renewed)
+        lost = self._inflight.lose(key for key in leases if key not in renewed)
         now = time.monotonic()
         for slot in lost:
             slot.ctx.cancel("lease lost")
@@ -86,3 +105,12 @@ class Heartbeat:
             self._tally.add(lost=len(lost))
         self._on_beat()
         return True
+
+    def _renewed(self) -> None:
+        now = time.monotonic()
+        if self._last_renewal is not None:
+            gap = now - self._last_renewal
+            self.worst_gap = max(self.worst_gap, gap)
+            if gap > self._lease / 2:
+                self._log.emit("heartbeat_late", gap=round(gap, 3), lease=self._lease, interval=self.interval)
+        self._last_renewal = now

@@ -18,8 +18,11 @@ LOST = "lost"
 RELEASING = "releasing"
 
 
+Key = tuple[int, str]  # (item id, lease token): one claim of one item
+
+
 class Slot:
-    """One held item."""
+    """One held item: one claim of it, named by its lease token."""
 
     __slots__ = ("claimed_at", "ctx", "item", "returned", "state", "token")
 
@@ -31,16 +34,25 @@ class Slot:
         self.state = RUNNING
         self.returned = False
 
+    @property
+    def key(self) -> Key:
+        return (self.item.id, self.token)
+
 
 class InFlight:
-    """The held slots and the count of busy handlers, under one condition the claim loop waits on."""
+    """The held slots and the count of busy handlers, under one condition the claim loop waits on.
+
+    Slots are keyed by (item id, lease token), not by id: a worker can claim its own item again once its
+    lease ran out (claim-next recovers it like any other), and the older claim must neither hide the newer
+    one nor, when its late outcome is rejected, take the newer one's slot with it.
+    """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.cond = threading.Condition(threading.Lock())
         self.busy = 0
         self.hinted = False
-        self._slots: dict[int, Slot] = {}
+        self._slots: dict[Key, Slot] = {}
 
     def free(self) -> int:
         """Handler slots not busy (call with `cond` held)."""
@@ -52,15 +64,19 @@ class InFlight:
             self.hinted = True
             self.cond.notify_all()
 
-    def add(self, slots: Iterable[Slot]) -> None:
+    def add(self, slots: Iterable[Slot]) -> list[Slot]:
+        """Hold these new claims; returns older RUNNING claims of the same items, now LOST (their leases ran
+        out and the item was claimed again): the caller stops their handlers."""
+        superseded = []
         with self.cond:
             for slot in slots:
-                self._slots[slot.item.id] = slot
+                for old in self._slots.values():
+                    if old.item.id == slot.item.id and old.state == RUNNING:
+                        old.state = LOST
+                        superseded.append(old)
+                self._slots[slot.key] = slot
                 self.busy += 1
-
-    def get(self, item_id: int) -> Slot | None:
-        with self.cond:
-            return self._slots.get(item_id)
+        return superseded
 
     def handler_returned(self, slot: Slot) -> bool:
         """Free the handler slot; True when the outcome is to be written (the slot was still RUNNING)."""
@@ -70,22 +86,23 @@ class InFlight:
             write = slot.state == RUNNING
             if write:
                 slot.state = FINISHING
-            elif slot.state == LOST:
-                self._slots.pop(slot.item.id, None)
+            elif slot.state == LOST and self._slots.get(slot.key) is slot:
+                del self._slots[slot.key]
             self.cond.notify_all()
             return write
 
-    def held(self) -> list[tuple[int, str]]:
-        """(id, lease token) of every lease still ours: running, or finished with the outcome unwritten."""
+    def held(self) -> list[Key]:
+        """(id, lease token) of every lease still ours: running, finished with the outcome unwritten, or
+        being stopped for release at shutdown (kept alive until it is given back)."""
         with self.cond:
-            return [(s.item.id, s.token) for s in self._slots.values() if s.state in (RUNNING, FINISHING)]
+            return [key for key, s in self._slots.items() if s.state != LOST]
 
-    def lose(self, item_ids: Iterable[int]) -> list[Slot]:
+    def lose(self, keys: Iterable[Key]) -> list[Slot]:
         """Mark these RUNNING slots LOST (their lease is gone); returns the slots that changed."""
         lost = []
         with self.cond:
-            for item_id in item_ids:
-                slot = self._slots.get(item_id)
+            for key in keys:
+                slot = self._slots.get(key)
                 if slot is not None and slot.state == RUNNING:
                     slot.state = LOST
                     lost.append(slot)
@@ -103,11 +120,12 @@ class InFlight:
         with self.cond:
             return [s for s in self._slots.values() if s.state == RELEASING]
 
-    def forget(self, item_ids: Iterable[int]) -> None:
-        """Drop slots whose outcome was written or whose lease was released."""
+    def forget(self, slots: Iterable[Slot]) -> None:
+        """Drop slots whose outcome was written or whose lease was released (only these very claims)."""
         with self.cond:
-            for item_id in item_ids:
-                self._slots.pop(item_id, None)
+            for slot in slots:
+                if self._slots.get(slot.key) is slot:
+                    del self._slots[slot.key]
 
     def count(self) -> int:
         with self.cond:

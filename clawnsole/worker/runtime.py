@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from clawnsole import ops, validate
-from clawnsole.errors import DatabaseUnavailable, InvalidInput, LeaseLost
+from clawnsole.errors import DatabaseError, InvalidInput, LeaseLost
 from clawnsole.models import Item
-from clawnsole.worker import steps
+from clawnsole.worker import steps, storable
 from clawnsole.worker.context import Cancelled, Context
 from clawnsole.worker.eventlog import EventLog, Record
 from clawnsole.worker.finisher import Finisher, Outcome, short
@@ -153,6 +153,8 @@ class Worker:
         self._tick = LOOP_TICK if watchdog is None else min(LOOP_TICK, watchdog / 3)
         self._claim_session = Session(self._conninfo, schema, options.agent)
         self._finish_session = Session(self._conninfo, schema, options.agent)
+        # The heartbeat's own: nothing (a handler's progress call, a reconnect) may queue in front of a beat.
+        self._beat_session = Session(self._conninfo, schema, options.agent)
         self._side_session = Session(self._conninfo, schema, options.agent)
         self._finisher = Finisher(
             self._finish_session,
@@ -163,9 +165,10 @@ class Worker:
             on_change=self._status_changed,
         )
         self._heartbeat = Heartbeat(
-            self._side_session,
+            self._beat_session,
             agent=options.agent,
             interval=self._heartbeat_interval,
+            lease=options.lease,
             inflight=self._inflight,
             log=self._log,
             tally=self.tally,
@@ -323,7 +326,7 @@ class Worker:
         poll = self.options.poll * random.uniform(0.9, 1.1)
         try:
             due = self._claim_session.run(steps.next_wakeup(self.options.queues, agent=self.options.agent))
-        except DatabaseUnavailable:
+        except DatabaseError:
             due = None  # the next claim retries (and logs); meanwhile just wait
         return poll if due is None else min(poll, max(due + 0.02, MIN_IDLE_WAIT))
 
@@ -334,7 +337,19 @@ class Worker:
         for item in items:
             token = str(item.lease_token)
             slots.append(Slot(item, token, Context(item, token, agent, self._progress), now))
-        self._inflight.add(slots)
+        for old in self._inflight.add(slots):
+            # Our own earlier claim of an item whose lease ran out and which we have just claimed again: stop
+            # that handler (its outcome would be rejected anyway) so the item does not run twice here.
+            old.ctx.cancel("lease lost")
+            self.tally.add(lost=1)
+            self._log.emit(
+                "lease_lost",
+                id=old.item.id,
+                queue=old.item.queue,
+                attempt=old.item.attempts,
+                duration=now - old.claimed_at,
+                detail="the lease ran out and the item was claimed again; stopping the older handler",
+            )
         self.tally.add(claimed=len(slots))
         self._log.emit_many(
             ("claimed", {"id": s.item.id, "queue": s.item.queue, "attempt": s.item.attempts, "kind": s.item.kind})
@@ -357,22 +372,24 @@ class Worker:
         try:
             result = self._handler(slot.item, ctx)
         except HandlerFailed as failure:
-            return Outcome(slot, error=failure.message, retry=failure.retry)
+            return Outcome(slot, error=storable.text(failure.message), retry=failure.retry)
         except (Cancelled, LeaseLost) as error:
             if ctx.cancelled.is_set():
                 return None  # the worker stopped it: no outcome is written
-            return Outcome(slot, error=f"{type(error).__name__}: {error}")
+            return Outcome(slot, error=storable.text(f"{type(error).__name__}: {error}"))
         except (Exception, SystemExit) as error:
             name = type(error).__name__
-            return Outcome(slot, error=f"{name}: {error}" if str(error) else name)
+            return Outcome(slot, error=storable.text(f"{name}: {error}" if str(error) else name))
         if ctx.cancelled.is_set():
             return None
         if result is not None:
             try:
-                size = len(json.dumps(result))
-            except (TypeError, ValueError) as error:
-                return Outcome(slot, error=f"the handler's result is not JSON-serialisable: {error}")
-            if size > validate.MAX_PAYLOAD_BYTES:
+                dumped = json.dumps(result)
+            except (TypeError, ValueError, RecursionError) as error:
+                return Outcome(slot, error=storable.text(f"the handler's result is not JSON-serialisable: {error}"))
+            if storable.needs_cleaning(dumped):
+                result = storable.json_value(result)
+            if len(dumped) > validate.MAX_PAYLOAD_BYTES:
                 return Outcome(slot, error="the handler's result is larger than 1 MiB")
         return Outcome(slot, result=result)
 
@@ -380,15 +397,21 @@ class Worker:
         item = ctx.item
         try:
             self._side_session.run(
-                ops.progress(item.id, agent=self.options.agent, lease_token=ctx.lease_token, note=note, percent=percent)
+                ops.progress(
+                    item.id,
+                    agent=self.options.agent,
+                    lease_token=ctx.lease_token,
+                    note=None if note is None else storable.text(note),
+                    percent=percent,
+                )
             )
         except LeaseLost:
-            for slot in self._inflight.lose([item.id]):
+            for slot in self._inflight.lose([(item.id, ctx.lease_token)]):
                 slot.ctx.cancel("lease lost")
                 self.tally.add(lost=1)
                 self._log.emit("lease_lost", id=item.id, queue=item.queue, attempt=item.attempts, detail="on progress")
             raise
-        except DatabaseUnavailable as error:
+        except DatabaseError as error:
             self._log.emit("progress_not_recorded", id=item.id, queue=item.queue, error=str(error))
             return False
         return True
@@ -445,7 +468,7 @@ class Worker:
         self._drain()
         leftovers = self._inflight.take_for_release()
         if leftovers:
-            self._release(leftovers)
+            self._stop_handlers(leftovers)
         self._closing = True
         for _ in self._handler_threads:
             self._jobs.put(None)
@@ -457,11 +480,18 @@ class Worker:
         self._threads_stop.set()
         for thread in self._threads:
             thread.join(THREAD_JOIN_TIMEOUT)
+        # The leases go back last, when nothing is left to wait for but returning: a Python handler that
+        # ignored its cancellation cannot be killed, and must not run on for long beside the worker that
+        # claims its item next (the CLI exits as soon as `run()` returns; the handler thread dies with it).
+        if leftovers:
+            self._release(leftovers)
         self._close_sessions()
         summary = self.tally.summary(self._inflight.count())
         self._notifier.status(f"stopped ({reason}): {summary}")
         self._notifier.close()
-        self._log.emit("stopped", reason=reason, **self.tally.as_dict())
+        self._log.emit(
+            "stopped", reason=reason, worst_renewal_gap=round(self._heartbeat.worst_gap, 3), **self.tally.as_dict()
+        )
 
     def _drain(self) -> None:
         """Wait for handlers to finish: all of them after a budget, else within the grace."""
@@ -474,8 +504,8 @@ class Worker:
                     return
                 cond.wait(min(remaining, self._tick))
 
-    def _release(self, slots: list[Slot]) -> None:
-        """Stop the handlers still running (children first), then give their leases back."""
+    def _stop_handlers(self, slots: list[Slot]) -> None:
+        """Stop the handlers still running (children first); the heartbeat keeps their leases meanwhile."""
         kill_now = self._immediate
         for slot in slots:
             slot.ctx.cancel("worker shutting down", kill_now=kill_now)
@@ -490,15 +520,18 @@ class Worker:
             stuck = [s.item.id for s in slots if not s.returned]
         if stuck:
             self._log.emit("handler_still_running", ids=",".join(map(str, stuck)), detail="released anyway")
-        pairs = [(s.item.id, s.token) for s in slots]
+
+    def _release(self, slots: list[Slot]) -> None:
+        """Give the leases of stopped handlers back without charging the attempt."""
+        pairs = [s.key for s in slots]
         try:
-            released: set[int] = retry_call(
+            released: set[tuple[int, str]] = retry_call(
                 lambda: self._side_session.run(ops.release(pairs, agent=self.options.agent, reason="shutdown")),
                 log=self._log,
                 what="releasing leases",
                 give_up_after=SHUTDOWN_WRITE_TIMEOUT,
             )
-        except DatabaseUnavailable:
+        except DatabaseError:
             released = set()
         now = time.monotonic()
         records: list[Record] = []
@@ -509,16 +542,16 @@ class Worker:
                 "attempt": slot.item.attempts,
                 "duration": now - slot.claimed_at,
             }
-            if slot.item.id in released:
+            if slot.key in released:
                 records.append(("released", fields))
             else:
                 records.append(
                     ("not_released", fields | {"detail": short("lease lost or database away; it will expire")})
                 )
         self.tally.add(released=len(released))
-        self._inflight.forget(s.item.id for s in slots)
+        self._inflight.forget(slots)
         self._log.emit_many(records)
 
     def _close_sessions(self) -> None:
-        for session in (self._claim_session, self._finish_session, self._side_session):
+        for session in (self._claim_session, self._finish_session, self._beat_session, self._side_session):
             session.close()

@@ -13,7 +13,7 @@ from tenacity.wait import wait_random_exponential
 
 from clawnsole import ops
 from clawnsole.db.connect import connect, redact
-from clawnsole.errors import DatabaseUnavailable, InvalidInput, SchemaMissing
+from clawnsole.errors import DatabaseError, DatabaseUnavailable, InvalidInput, SchemaMissing
 from clawnsole.queue import WorkQueue
 from clawnsole.worker.eventlog import EventLog
 
@@ -63,13 +63,15 @@ class Session:
         self._lock = threading.Lock()
 
     def run(self, op: ops.Op[T]) -> T:
-        """Run one operation, connecting first when needed; DatabaseUnavailable drops the connection."""
+        """Run one operation, connecting first when needed. A lost connection (DatabaseUnavailable) is
+        dropped, to be reopened by the next call; a statement the server refused (DatabaseError) leaves the
+        connection as it is, and a lost deadlock was already run again on it."""
         with self._lock:
             try:
                 if self._queue is None or self._conn is None or self._conn.closed:
                     self._open()
                 assert self._queue is not None
-                return self._queue.run(op, conn=self._conn)
+                return self._queue.run_steps(op, conn=self._conn)
             except DatabaseUnavailable:
                 self._drop()
                 raise
@@ -98,17 +100,28 @@ def retry_call(
     stop: threading.Event | None = None,
     give_up_after: float | None = None,
     schema_missing_is_fatal: bool = False,
+    refused_tries: int | None = None,
 ) -> T:
-    """`call()`, retried while the database is unavailable.
+    """`call()`, retried while the database is unavailable or refuses the statement.
 
     Sleeps between attempts wait on `stop`, and raise Stopped as soon as it is set. With `give_up_after`,
-    the last DatabaseUnavailable is raised once that many seconds have passed.
+    the last error is raised once that many seconds have passed. A lost connection is retried for as long
+    as that allows; a refused statement (DatabaseError: a statement timeout, a read-only server during a
+    failover) also, or only `refused_tries` times when given (the caller has a way around it). Each retry
+    is logged as `db_unavailable` or `db_error`, saying which it was.
     """
+    refused = 0
 
     def transient(error: BaseException) -> bool:
+        nonlocal refused
         if schema_missing_is_fatal and isinstance(error, SchemaMissing):
             return False
-        return isinstance(error, DatabaseUnavailable)
+        if isinstance(error, DatabaseUnavailable):
+            return True
+        if isinstance(error, DatabaseError):
+            refused += 1
+            return refused_tries is None or refused < refused_tries
+        return False
 
     def sleep(seconds: float) -> None:
         if stop is None:
@@ -119,7 +132,7 @@ def retry_call(
     def before_sleep(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome is not None else None
         log.emit(
-            "db_unavailable",
+            "db_unavailable" if isinstance(error, DatabaseUnavailable) else "db_error",
             during=what,
             attempt=state.attempt_number,
             retry_in=state.next_action.sleep if state.next_action is not None else None,
@@ -140,9 +153,10 @@ def retry_call(
     # (this runs once per claim and per batch of outcomes).
     try:
         return call()
-    except DatabaseUnavailable as error:
+    except DatabaseError as error:
         if not transient(error):
             raise
+        refused = 0  # counted again when tenacity replays it below
         failed: list[BaseException] = [error]
 
     def attempt() -> T:

@@ -213,7 +213,7 @@ def test_unknown_id_exits_4(cli: Cli) -> None:
         ["show", "424242"],
         ["cancel", "--id", "424242"],
         ["retry", "424242"],
-        ["done", "--id", "424242", "--agent", "a"],
+        ["done", "--id", "424242", "--lease", "6f1c8d2e-0000-4000-8000-000000000000"],
     ):
         result = cli("workqueue", *args)
         assert result.code == 4, (args, result.stderr)

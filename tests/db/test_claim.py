@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import uuid
 from typing import Any
 
 import psycopg
@@ -84,15 +85,28 @@ def test_claim_uses_the_partial_index_on_a_large_table(wq: WorkQueue, db_url: st
         )
         conn.commit()
         conn.autocommit = True
+        # The finishing statements are planned before ANALYZE too: right after a bulk load the statistics
+        # still count no claimed rows, which once made a join plan scan the table once per item.
+        finishing = {
+            name: _plan(conn, name, {"ids": [5, 7], "tokens": [str(uuid.uuid4())] * 2, "agent": "w"} | extra)
+            for name, extra in [
+                ("lease_extend_many", {}),
+                ("item_complete_many", {"results": [None, None]}),
+                ("lease_release_many", {"reason": "r", "channel": "c"}),
+            ]
+        }
         conn.execute("ANALYZE clawnsole.items")
-        from clawnsole.db.sql import statement
+        claim = {"queues": ["big", "other"], "queue": "big", "agent": "w", "lease": 30, "limit": 10, "channel": "c"}
+        plans = {name: _plan(conn, name, claim) for name in ("item_claim", "item_claim_queues")}
+    for name, plan in plans.items():
+        assert "Index Scan using items_claimable_idx" in plan, (name, plan)
+        assert "Seq Scan" not in plan and "Bitmap" not in plan, (name, plan)
+    for name, plan in finishing.items():
+        assert "Index Scan using items_pkey" in plan, (name, plan)
+        assert "Seq Scan" not in plan, (name, plan)
 
-        plan = "\n".join(
-            row[0]
-            for row in conn.execute(
-                "EXPLAIN " + statement("clawnsole", "item_claim"),
-                {"queues": ["big"], "agent": "w", "lease": 30, "limit": 10},
-            )
-        )
-    assert "Index Scan using items_claimable_idx" in plan, plan
-    assert "Seq Scan" not in plan and "Bitmap" not in plan, plan
+
+def _plan(conn: psycopg.Connection[tuple[object, ...]], name: str, params: dict[str, object]) -> str:
+    from clawnsole.db.sql import statement
+
+    return "\n".join(str(row[0]) for row in conn.execute("EXPLAIN " + statement("clawnsole", name), params))

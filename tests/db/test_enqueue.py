@@ -29,7 +29,7 @@ def test_same_dedupe_key_returns_the_existing_item_in_any_status(wq: WorkQueue) 
     again = wq.enqueue("dev-team", "Review (again)", dedupe_key="hourly:2026-11-21T09")
     assert not again.created and again.item.id == first.item.id
     [claimed] = wq.claim_next("dev-team")
-    wq.done(claimed.id)
+    wq.done(claimed.id, lease_token=str(claimed.lease_token))
     after_done = wq.enqueue("dev-team", "Review", dedupe_key="hourly:2026-11-21T09")
     assert not after_done.created and after_done.item.status == "done"
     other_queue = wq.enqueue("ops", "Review", dedupe_key="hourly:2026-11-21T09")
@@ -65,7 +65,7 @@ def test_sixteen_concurrent_enqueues_with_one_key_make_one_row(db_url: str) -> N
 def test_cooldown_releases_the_key_after_the_item_finished(wq: WorkQueue, db_url: str) -> None:
     first = wq.enqueue("ops", "health-check", dedupe_key="health", cooldown="60m")
     [item] = wq.claim_next("ops")
-    wq.done(item.id)
+    wq.done(item.id, lease_token=str(item.lease_token))
     assert not wq.enqueue("ops", "health-check", dedupe_key="health", cooldown="60m").created
     with psycopg.connect(db_url) as conn:  # an hour passes on the database clock
         conn.execute("UPDATE clawnsole.items SET finished_at = now() - interval '61 minutes'")

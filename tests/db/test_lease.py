@@ -44,8 +44,8 @@ def test_stale_holder_is_fenced_off_after_another_claims(wq: WorkQueue, db_url: 
     [fresh] = wq.claim_next("q", agent="fast")
     for attempt in (
         lambda: wq.done(stale.id, agent="slow", lease_token=str(stale.lease_token)),
-        lambda: wq.progress(stale.id, agent="slow", note="still here"),
-        lambda: wq.fail(stale.id, "boom", agent="slow"),
+        lambda: wq.progress(stale.id, agent="slow", lease_token=str(stale.lease_token), note="still here"),
+        lambda: wq.fail(stale.id, "boom", agent="slow", lease_token=str(stale.lease_token)),
         lambda: wq.done(stale.id, agent="fast", lease_token=str(stale.lease_token)),
     ):
         with pytest.raises(LeaseLost):
@@ -59,7 +59,7 @@ def test_stale_holder_is_fenced_off_after_another_claims(wq: WorkQueue, db_url: 
 def test_progress_renews_the_lease_and_records_the_note(wq: WorkQueue) -> None:
     wq.enqueue("q", "x", lease=60)
     [item] = wq.claim_next("q", agent="w")
-    renewed = wq.progress(item.id, agent="w", note="halfway", percent=50, extend="1h")
+    renewed = wq.progress(item.id, lease_token=str(item.lease_token), note="halfway", percent=50, extend="1h")
     assert renewed.lease_expires_at is not None and item.lease_expires_at is not None
     assert renewed.lease_expires_at > item.lease_expires_at
     assert (renewed.progress_note, renewed.progress_percent) == ("halfway", 50)
@@ -70,10 +70,10 @@ def test_progress_renews_the_lease_and_records_the_note(wq: WorkQueue) -> None:
 def test_finishing_a_finished_item_is_a_conflict(wq: WorkQueue) -> None:
     wq.enqueue("q", "x")
     [item] = wq.claim_next("q", agent="w")
-    wq.done(item.id, agent="w", result={"ok": True})
+    wq.done(item.id, agent="w", lease_token=str(item.lease_token), result={"ok": True})
     assert wq.get(item.id).result == {"ok": True}
     with pytest.raises(Conflict, match="already done") as caught:
-        wq.done(item.id, agent="w")
+        wq.done(item.id, agent="w", lease_token=str(item.lease_token))
     assert not isinstance(caught.value, LeaseLost)
 
 

@@ -36,7 +36,7 @@ def test_a_fenced_done_in_a_transaction_raises_and_the_caller_rolls_back(wq: Wor
     wq.enqueue("q", "x")
     [item] = wq.claim_next("q", agent="w")
     with psycopg.connect(db_url) as conn, pytest.raises(LeaseLost):
-        wq.done(item.id, agent="someone-else", conn=conn)
+        wq.done(item.id, agent="someone-else", lease_token=str(item.lease_token), conn=conn)
 
 
 def test_async_queue_runs_the_same_operations(db_url: str) -> None:
@@ -46,7 +46,7 @@ def test_async_queue_runs_the_same_operations(db_url: str) -> None:
             again = await queue.enqueue("web", "render", dedupe_key="render-1")
             assert outcome.created and not again.created and again.item.id == outcome.item.id
             [item] = await queue.claim_next("web")
-            await queue.progress(item.id, note="rendering")
+            await queue.progress(item.id, lease_token=str(item.lease_token), note="rendering")
             await queue.done(item.id, lease_token=str(item.lease_token), result={"bytes": 10})
             return [e.event for e in await queue.history(item.id)]
 

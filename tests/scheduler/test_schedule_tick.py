@@ -110,7 +110,7 @@ def test_overlap_skip_waits_while_the_previous_item_is_open(schedules: Schedules
     assert skipped.fired[0].skipped == [utc(2026, 11, 21, 11)]
     [claimed] = wq.claim_next("q")
     schedules.tick(now=utc(2026, 11, 21, 12, 0, 1))  # claimed: still open
-    wq.done(claimed.id)
+    wq.done(claimed.id, lease_token=str(claimed.lease_token))
     schedules.tick(now=utc(2026, 11, 21, 13, 0, 1))  # finished: the next window goes ahead
     assert keys(wq) == ["schedule:review:2026-11-21T10:00:00Z", "schedule:review:2026-11-21T13:00:00Z"]
     after = schedules.get("review")

@@ -15,8 +15,10 @@ UPDATE {schema}.items
    AND dedupe_cooldown IS NOT NULL AND finished_at + dedupe_cooldown <= now();
 
 -- name: item_enqueue
--- Insert one item, or return the item holding its dedupe key (created = false). Records `enqueued` and
--- wakes listeners. Returns no row when a racing holder committed after this statement's snapshot: retry.
+-- Insert one item, or return the item holding its dedupe key (created = false; `cooled` when that holder
+-- is finished and its cooldown has run out since the release step: release again and retry). Records
+-- `enqueued` and wakes listeners. Returns no row when a racing holder committed after this statement's
+-- snapshot: retry.
 WITH ins AS (
     INSERT INTO {schema}.items (queue, kind, title, instructions, payload, priority, dedupe_key,
                                 dedupe_cooldown, dedupe_held, run_at, max_attempts, backoff_seconds,
@@ -32,9 +34,13 @@ WITH ins AS (
     INSERT INTO {schema}.item_events (item_id, event, agent)
     SELECT id, 'enqueued', %(agent)s::text FROM ins
 )
-SELECT ins.*, true AS created, pg_notify(%(channel)s, ins.queue) IS NULL AS notified FROM ins
+SELECT ins.*, true AS created, false AS cooled, pg_notify(%(channel)s, ins.queue) IS NULL AS notified FROM ins
 UNION ALL
-SELECT i.*, false AS created, false AS notified FROM {schema}.items i
+SELECT i.*, false AS created,
+       i.status IN ('done', 'failed', 'cancelled') AND i.dedupe_cooldown IS NOT NULL
+         AND i.finished_at + i.dedupe_cooldown <= now() AS cooled,
+       false AS notified
+  FROM {schema}.items i
  WHERE %(dedupe_key)s::text IS NOT NULL AND i.queue = %(queue)s AND i.dedupe_key = %(dedupe_key)s AND i.dedupe_held
    AND NOT EXISTS (SELECT 1 FROM ins);
 
@@ -61,7 +67,8 @@ SELECT id FROM ins WHERE (SELECT count(*) FROM notified) >= 0 ORDER BY id;
 
 -- name: lease_recover_expired
 -- Give back items whose lease ran out: to pending when attempts remain, else to failed ("lease expired").
--- Run by claim-next itself, so no separate rescuer process is needed.
+-- Run by claim-next itself, so no separate rescuer process is needed. SKIP LOCKED never waits, so the lock
+-- order cannot deadlock. Wakes the queues' listeners when an item became pending again.
 WITH expired AS (
     SELECT id FROM {schema}.items
      WHERE status = 'claimed' AND lease_expires_at < now() AND queue = ANY(%(queues)s::text[])
@@ -78,32 +85,74 @@ WITH expired AS (
            updated_at   = now()
       FROM expired e
      WHERE i.id = e.id
-    RETURNING i.id, i.status, i.attempts, i.lease_token
+    RETURNING i.id, i.queue, i.status, i.attempts, i.lease_token
 ), ev AS (
     INSERT INTO {schema}.item_events (item_id, event, agent, detail)
     SELECT id, 'lease_expired', NULL,
            jsonb_build_object('attempt', attempts, 'now', status, 'lease', lease_token) FROM upd
+), notified AS (
+    SELECT pg_notify(%(channel)s, queue) FROM (SELECT DISTINCT queue FROM upd WHERE status = 'pending') q
 )
-SELECT id, status FROM upd;
+SELECT id, status FROM upd WHERE (SELECT count(*) FROM notified) >= 0;
 
 -- name: item_claim
--- Claim up to `limit` due items from the given queues: highest priority, then earliest run_at, then FIFO.
--- Each queue is read through items_claimable_idx in index order (a scalar `queue =` per queue keeps the
--- order; `queue = ANY(...)` would not and forces a sort of every pending row). Every eligibility filter sits
--- inside the locking subquery with the LIMIT, so no more rows are locked than can be returned; SKIP LOCKED
--- lets concurrent workers take disjoint rows without waiting.
+-- Claim up to `limit` due items from one queue: highest priority, then earliest run_at, then FIFO. The queue
+-- is read through items_claimable_idx in index order. Every eligibility filter sits inside the locking
+-- subquery with the LIMIT, so no more rows are locked than can be returned; SKIP LOCKED lets concurrent
+-- workers take disjoint rows without waiting.
 WITH next AS (
+    SELECT id FROM {schema}.items
+     WHERE queue = %(queue)s::text AND status = 'pending' AND run_at <= now()
+     ORDER BY priority DESC, run_at, id
+     LIMIT %(limit)s::int
+     FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE {schema}.items i
+       SET status = 'claimed', claimed_by = %(agent)s::text, attempts = i.attempts + 1,
+           lease_token = gen_random_uuid(),
+           lease_seconds = coalesce(%(lease)s::float8, i.lease_seconds),
+           lease_expires_at = now() + make_interval(secs => coalesce(%(lease)s::float8, i.lease_seconds)),
+           claimed_at = now(), updated_at = now(), progress_note = NULL, progress_percent = NULL
+      FROM next
+     WHERE i.id = next.id
+    RETURNING i.*
+), ev AS (
+    INSERT INTO {schema}.item_events (item_id, event, agent, detail)
+    SELECT id, 'claimed', claimed_by, jsonb_build_object('attempt', attempts) FROM claimed
+)
+SELECT * FROM claimed ORDER BY priority DESC, run_at, id;
+
+-- name: item_claim_queues
+-- Claim up to `limit` due items across several queues, in the same order as item_claim. Each queue is read
+-- through items_claimable_idx in index order (a scalar `queue =` per queue keeps the order; `queue =
+-- ANY(...)` would not and forces a sort of every pending row). `plan` first reads, without locking, how many
+-- of the best `limit` candidates each queue holds; each queue then locks at most that many, so the statement
+-- never locks more than `limit` rows (locking `limit` per queue and cutting the merge would leave the extras
+-- locked until the caller's transaction ends). Rows a concurrent claim holds are skipped, so it may return
+-- fewer than `limit` while more are due: the caller claims again.
+WITH plan AS (
+    SELECT c.queue AS name, count(*)::int AS take
+      FROM (SELECT c.queue
+              FROM unnest(%(queues)s::text[]) AS q(name)
+              CROSS JOIN LATERAL (
+                  SELECT queue, id, priority, run_at FROM {schema}.items
+                   WHERE queue = q.name AND status = 'pending' AND run_at <= now()
+                   ORDER BY priority DESC, run_at, id
+                   LIMIT %(limit)s::int
+              ) c
+             ORDER BY c.priority DESC, c.run_at, c.id
+             LIMIT %(limit)s::int) c
+     GROUP BY c.queue
+), next AS (
     SELECT c.id
-      FROM unnest(%(queues)s::text[]) AS q(name)
+      FROM plan
       CROSS JOIN LATERAL (
-          SELECT id, priority, run_at FROM {schema}.items
-           WHERE queue = q.name AND status = 'pending' AND run_at <= now()
+          SELECT id FROM {schema}.items
+           WHERE queue = plan.name AND status = 'pending' AND run_at <= now()
            ORDER BY priority DESC, run_at, id
-           LIMIT %(limit)s::int
+           LIMIT plan.take
            FOR UPDATE SKIP LOCKED
       ) c
-     ORDER BY c.priority DESC, c.run_at, c.id
-     LIMIT %(limit)s::int
 ), claimed AS (
     UPDATE {schema}.items i
        SET status = 'claimed', claimed_by = %(agent)s::text, attempts = i.attempts + 1,
@@ -121,7 +170,8 @@ WITH next AS (
 SELECT * FROM claimed ORDER BY priority DESC, run_at, id;
 
 -- name: lease_extend
--- Renew a held lease and record progress; fenced by holder and lease token (zero rows: lease lost).
+-- Renew a held lease and record progress; fenced by the lease token (and the holder when one is named):
+-- zero rows means the lease is lost.
 WITH upd AS (
     UPDATE {schema}.items
        SET lease_expires_at = now() + make_interval(secs => coalesce(%(extend)s::float8, lease_seconds)),
@@ -129,7 +179,7 @@ WITH upd AS (
            progress_percent = coalesce(%(percent)s::smallint, progress_percent),
            updated_at       = now()
      WHERE id = %(id)s AND status = 'claimed' AND claimed_by = coalesce(%(agent)s::text, claimed_by)
-       AND lease_token = coalesce(%(lease_token)s::uuid, lease_token)
+       AND lease_token = %(lease_token)s::uuid
     RETURNING *
 ), ev AS (
     INSERT INTO {schema}.item_events (item_id, event, agent, detail)
@@ -141,20 +191,36 @@ SELECT * FROM upd;
 
 -- name: lease_extend_many
 -- Heartbeat for a worker: renew every listed lease it still holds; returns the ids still held.
+-- Each listed lease is checked and locked by its own primary-key lookup, in the order given — the caller
+-- sorts by id, so every multi-row statement takes its locks in id order and two of them (a heartbeat and a
+-- finisher) cannot deadlock. (A LATERAL with FOR UPDATE is never flattened into a join: the plan stays one
+-- index lookup per item whatever the statistics say.) The update then finds each row by id: a row renewed
+-- by a concurrent statement while this one waited for its lock is still found (a row address taken before
+-- the wait would point at the old version and match nothing).
+WITH held AS (
+    SELECT h.id
+      FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS d(id, token)
+     CROSS JOIN LATERAL (
+          SELECT i.id FROM {schema}.items i
+           WHERE i.id = d.id AND i.lease_token = d.token AND i.status = 'claimed'
+             AND i.claimed_by = %(agent)s::text
+             FOR UPDATE
+      ) h
+)
 UPDATE {schema}.items i
    SET lease_expires_at = now() + make_interval(secs => i.lease_seconds), updated_at = now()
-  FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS h(id, token)
- WHERE i.id = h.id AND i.lease_token = h.token AND i.status = 'claimed' AND i.claimed_by = %(agent)s::text
-RETURNING i.id;
+  FROM held
+ WHERE i.id = held.id
+RETURNING i.id, i.lease_token AS token;
 
 -- name: item_complete
--- Mark a held item done with its result; fenced by holder and lease token.
+-- Mark a held item done with its result; fenced by the lease token (and the holder when one is named).
 WITH upd AS (
     UPDATE {schema}.items
        SET status = 'done', result = %(result)s::jsonb, finished_at = now(), lease_expires_at = NULL,
            progress_percent = 100, updated_at = now()
      WHERE id = %(id)s AND status = 'claimed' AND claimed_by = coalesce(%(agent)s::text, claimed_by)
-       AND lease_token = coalesce(%(lease_token)s::uuid, lease_token)
+       AND lease_token = %(lease_token)s::uuid
     RETURNING *
 ), ev AS (
     INSERT INTO {schema}.item_events (item_id, event, agent)
@@ -163,16 +229,18 @@ WITH upd AS (
 SELECT * FROM upd;
 
 -- name: item_complete_many
--- Mark a batch of held items done in one statement; returns the ids whose lease was still held. Each listed
--- lease is checked and locked by its own primary-key lookup (a LATERAL with FOR UPDATE is never flattened
--- into a join), then updated by its row address: the plan stays two lookups per item whatever the
--- statistics say. (As a plain join, stale statistics that still count no claimed rows — right after a bulk
--- load — made the planner scan the whole table once per item of a large batch.)
+-- Mark a batch of held items done in one statement; returns the ids whose lease was still held.
+-- Each listed lease is checked and locked by its own primary-key lookup, in the order given — the caller
+-- sorts by id, so every multi-row statement takes its locks in id order and two of them (a heartbeat and a
+-- finisher) cannot deadlock. (A LATERAL with FOR UPDATE is never flattened into a join: the plan stays one
+-- index lookup per item whatever the statistics say.) The update then finds each row by id: a row renewed
+-- by a concurrent statement while this one waited for its lock is still found (a row address taken before
+-- the wait would point at the old version and match nothing).
 WITH held AS (
-    SELECT h.tid, d.result
+    SELECT h.id, d.result
       FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(results)s::jsonb[]) AS d(id, token, result)
      CROSS JOIN LATERAL (
-          SELECT i.ctid AS tid FROM {schema}.items i
+          SELECT i.id FROM {schema}.items i
            WHERE i.id = d.id AND i.lease_token = d.token AND i.status = 'claimed'
              AND i.claimed_by = %(agent)s::text
              FOR UPDATE
@@ -182,24 +250,27 @@ WITH held AS (
        SET status = 'done', result = held.result, finished_at = now(), lease_expires_at = NULL,
            progress_percent = 100, updated_at = now()
       FROM held
-     WHERE i.ctid = held.tid
-    RETURNING i.id
+     WHERE i.id = held.id
+    RETURNING i.id, i.lease_token AS token
 ), ev AS (
     INSERT INTO {schema}.item_events (item_id, event, agent)
     SELECT id, 'done', %(agent)s::text FROM upd
 )
-SELECT id FROM upd;
+SELECT id, token FROM upd;
 
 -- name: item_fail
 -- Record a failed attempt: back to pending after a jittered exponential backoff while attempts remain and
--- retry is allowed, else to failed (dead letter). Fenced by holder and lease token.
+-- retry is allowed, else to failed (dead letter). Fenced by the lease token (and the holder when one is
+-- named). The exponential is capped before the jitter, at an hour or the base when that is longer, so
+-- capped retries still spread out and a base of two hours is kept. Wakes the queue's listeners on a retry.
 WITH cur AS (
     SELECT id, claimed_by AS holder, (%(retry)s::bool AND attempts < max_attempts) AS again,
-           least(coalesce(%(backoff)s::float8, backoff_seconds) * power(2, greatest(attempts - 1, 0))
-                   * (0.8 + random() * 0.4), 3600) AS delay
+           least(coalesce(%(backoff)s::float8, backoff_seconds) * power(2, greatest(attempts - 1, 0)),
+                 greatest(coalesce(%(backoff)s::float8, backoff_seconds), 3600))
+             * (0.8 + random() * 0.4) AS delay
       FROM {schema}.items
      WHERE id = %(id)s AND status = 'claimed' AND claimed_by = coalesce(%(agent)s::text, claimed_by)
-       AND lease_token = coalesce(%(lease_token)s::uuid, lease_token)
+       AND lease_token = %(lease_token)s::uuid
        FOR UPDATE
 ), upd AS (
     UPDATE {schema}.items i
@@ -217,23 +288,39 @@ WITH cur AS (
              || CASE WHEN again THEN jsonb_build_object('retry_at', run_at, 'delay_seconds', round(delay::numeric, 3))
                      ELSE '{}'::jsonb END
       FROM upd
+), notified AS (
+    SELECT pg_notify(%(channel)s, queue) FROM upd WHERE again
 )
-SELECT * FROM upd;
+SELECT * FROM upd WHERE (SELECT count(*) FROM notified) >= 0;
 
 -- name: lease_release_many
--- Give held items back to pending without charging the attempt (graceful shutdown); returns released ids.
-WITH upd AS (
+-- Give held items back to pending without charging the attempt (graceful shutdown); returns released ids and
+-- wakes the queues' listeners, so another worker takes them up at once.
+-- Each listed lease is checked and locked by its own primary-key lookup, in the order given — the caller
+-- sorts by id, so every multi-row statement takes its locks in id order.
+WITH held AS (
+    SELECT h.id
+      FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS d(id, token)
+     CROSS JOIN LATERAL (
+          SELECT i.id FROM {schema}.items i
+           WHERE i.id = d.id AND i.lease_token = d.token AND i.status = 'claimed'
+             AND i.claimed_by = %(agent)s::text
+             FOR UPDATE
+      ) h
+), upd AS (
     UPDATE {schema}.items i
        SET status = 'pending', attempts = greatest(i.attempts - 1, 0), claimed_by = NULL,
            lease_expires_at = NULL, updated_at = now()
-      FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS r(id, token)
-     WHERE i.id = r.id AND i.lease_token = r.token AND i.status = 'claimed' AND i.claimed_by = %(agent)s::text
-    RETURNING i.id
+      FROM held
+     WHERE i.id = held.id
+    RETURNING i.id, i.queue, i.lease_token AS token
 ), ev AS (
     INSERT INTO {schema}.item_events (item_id, event, agent, detail)
     SELECT id, 'released', %(agent)s::text, jsonb_build_object('reason', %(reason)s::text) FROM upd
+), notified AS (
+    SELECT pg_notify(%(channel)s, queue) FROM (SELECT DISTINCT queue FROM upd) q
 )
-SELECT id FROM upd;
+SELECT id, token FROM upd WHERE (SELECT count(*) FROM notified) >= 0;
 
 -- name: item_cancel
 -- Cancel a pending item.
