@@ -20,9 +20,10 @@ from clawnsole.worker.eventlog import EventLog
 T = TypeVar("T")
 
 # Backoff between attempts: uniform in [0, min(MAX, FIRST * 2**n)] ("full jitter"), so a fleet of workers
-# does not reconnect in lockstep after a database restart.
+# does not reconnect in lockstep after a database restart. The cap bounds how long a worker may sleep on
+# after the server is back (each role of a worker backs off on its own).
 BACKOFF_FIRST = 0.25
-BACKOFF_MAX = 30.0
+BACKOFF_MAX = 5.0
 
 
 class Stopped(Exception):

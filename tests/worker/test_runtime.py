@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from clawnsole import SchemaMissing, WorkQueue
+from clawnsole import SchemaMissing, WorkQueue, ops
 from clawnsole.models import Item
 from clawnsole.worker import Context, HandlerFailed, Registry, SideTask, Worker, WorkerOptions
 from clawnsole.worker.eventlog import EventLog
@@ -65,7 +65,9 @@ def _steal(db_url: str, wq: WorkQueue, item_id: int) -> Item:
         conn.execute(
             "UPDATE clawnsole.items SET lease_expires_at = now() - interval '1 second' WHERE id = %s", [item_id]
         )
-    [stolen] = wq.claim_next("jobs", agent="thief", lease=60)
+    # Recovery and claim in one transaction: recovery wakes the queue's listeners, and the worker itself
+    # must not take the item back between the two.
+    [stolen] = wq.run(ops.claim(["jobs"], agent="thief", lease=60))
     assert stolen.id == item_id
     return stolen
 
