@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# At most 40 characters: the schema names its NOTIFY channels (`clawnsole:<schema>:schedules`), and
-# PostgreSQL caps a channel name at 63 bytes.
-_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
+from clawnsole import validate
+from clawnsole.errors import InvalidInput
 
 
 class Settings(BaseSettings):
@@ -25,9 +22,11 @@ class Settings(BaseSettings):
     @field_validator("schema_name")
     @classmethod
     def _valid_schema(cls, value: str) -> str:
-        if not _SCHEMA_NAME.match(value):
-            raise ValueError("must be a lower-case SQL identifier (letters, digits, _; at most 40)")
-        return value
+        # One rule for every schema name (validate.schema_name); a ValueError is how pydantic reports it.
+        try:
+            return validate.schema_name(value)
+        except InvalidInput as error:
+            raise ValueError(error.message) from None
 
     @field_validator("database_url")
     @classmethod

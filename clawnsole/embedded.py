@@ -503,16 +503,25 @@ class EmbeddedPostgres:
 _announced = False
 
 
-def default_database_url(announce: bool = True) -> str:
-    """The URL of the default embedded server, started (and on first use created and migrated) as needed."""
+def _migrate_if_behind(url: str, schema: str) -> None:
+    from clawnsole.db.migrate import migrate, status
+
+    if any(state.applied_at is None for state in status(url, schema)):
+        migrate(url, schema)
+
+
+def default_database_url(announce: bool = True, schema: str | None = None) -> str:
+    """The URL of the default embedded server, started (and on first use created) as needed, with its schema
+    (`schema`, else $CLAWNSOLE_SCHEMA, else clawnsole) migrated whenever it is missing or behind."""
     global _announced
     server = EmbeddedPostgres()
-    # Migrating under the lock makes concurrent first commands wait for the schema, not just the server.
     with server._locked():
-        if server._ensure_running_locked():
-            from clawnsole.db.migrate import migrate
-
-            migrate(server.url(), os.environ.get("CLAWNSOLE_SCHEMA", "clawnsole"))
+        server._ensure_running_locked()
+    # Not only a cluster created just now: one made by an older clawnsole holds an older schema, and this
+    # server is ours alone, so bring it up to date rather than tell the user to. Outside the file lock:
+    # migrate's advisory lock already makes concurrent first commands wait for the schema, and a command
+    # finding it up to date costs one query.
+    _migrate_if_behind(server.url(), schema or os.environ.get("CLAWNSOLE_SCHEMA", "clawnsole"))
     if announce and not _announced:
         _announced = True
         print(

@@ -16,6 +16,10 @@ from clawnsole.models import Item
 from clawnsole.queue import WorkQueue, notify_channel
 
 _STOP_CHECK = 0.25
+# When an item is due but was not claimable (its row locked by another transaction), look again after this
+# long, doubling up to _RETRY_MAX while it stays so: never sleep the whole wait on it.
+_RETRY_FIRST = 0.25
+_RETRY_MAX = 1.0
 
 
 class Listener:
@@ -81,10 +85,18 @@ def claim_waiting(
 ) -> list[Item]:
     """Claim, or block on the listener (and on the next delayed item coming due) until `timeout` passes."""
     deadline = time.monotonic() + timeout
+    retry = _RETRY_FIRST
     while True:
         items = queue.claim_next(queues, lease=lease, limit=limit)
         remaining = deadline - time.monotonic()
         if items or remaining <= 0:
             return items
         due = queue.run(ops.next_due(queues))
-        listener.wait(remaining if due is None or due <= 0 else min(remaining, due))
+        if due is not None and due <= 0:
+            # Due, yet the claim skipped it: another transaction holds its row (a claimer that will roll
+            # back, an admin's SELECT … FOR UPDATE). Its release sends no NOTIFY, so look again soon.
+            listener.wait(min(remaining, retry))
+            retry = min(retry * 2, _RETRY_MAX)
+            continue
+        retry = _RETRY_FIRST
+        listener.wait(remaining if due is None else min(remaining, due))

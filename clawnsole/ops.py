@@ -57,8 +57,7 @@ def enqueue(
     """Add one item; with a dedupe key, return the item already holding it instead (created=False)."""
     if run_at is not None and delay is not None:
         raise InvalidInput("run_at", "give either a run time or a delay, not both")
-    if dedupe_key is not None and not 1 <= len(dedupe_key) <= 512:
-        raise InvalidInput("dedupe_key", "must be 1-512 characters")
+    dedupe_key = validate.dedupe_key(dedupe_key)
     if cooldown is not None and dedupe_key is None:
         raise InvalidInput("cooldown", "only applies to items with a dedupe key")
     params = {
@@ -75,7 +74,7 @@ def enqueue(
         "max_attempts": validate.positive_int(max_attempts, "max_attempts", maximum=1000),
         "backoff": validate.duration(backoff, "backoff", allow_zero=True),
         "lease": validate.duration(lease, "lease"),
-        "agent": agent,
+        "agent": None if agent is None else validate.agent(agent),
     }
     release = dedupe_key is not None
     for _ in range(_ENQUEUE_TRIES):
@@ -123,7 +122,9 @@ def enqueue_many(items: Sequence[NewItem], *, agent: str | None) -> Op[list[int]
             if item.kind is not None:
                 row["kind"] = item.kind
             if item.instructions is not None:
-                row["instructions"] = item.instructions
+                row["instructions"] = validate.optional_text(
+                    item.instructions, "instructions", validate.MAX_PAYLOAD_BYTES
+                )
             if item.payload:
                 row["payload"] = validate.payload(item.payload)
             if item.run_at is not None:
@@ -185,9 +186,9 @@ def _fenced(item_id: int, agent: str | None, lease_token: str | None, *, by_agen
     if lease_token is None and not (by_agent and agent is not None):
         raise InvalidInput("lease_token", "give the lease token the claim returned")
     return {
-        "id": item_id,
+        "id": validate.item_id(item_id),
         "agent": None if agent is None else validate.agent(agent),
-        "lease_token": validate.lease_token(lease_token),
+        "lease_token": validate.lease_token(lease_token, "lease_token"),
     }
 
 
@@ -270,7 +271,12 @@ def fail(
 
 def cancel(item_id: int, *, agent: str | None, reason: str | None = None) -> Op[Item]:
     """Cancel a pending item."""
-    rows = yield Step("item_cancel", {"id": item_id, "agent": agent, "reason": reason})
+    params = {
+        "id": validate.item_id(item_id),
+        "agent": agent,
+        "reason": validate.optional_text(reason, "reason", 10_000),
+    }
+    rows = yield Step("item_cancel", params)
     if not rows:
         current = yield Step("item_get", {"id": item_id})
         if not current:
@@ -281,7 +287,7 @@ def cancel(item_id: int, *, agent: str | None, reason: str | None = None) -> Op[
 
 def retry(item_id: int, *, agent: str | None) -> Op[Item]:
     """Requeue a failed or cancelled item with fresh attempts."""
-    rows = yield Step("item_requeue", {"id": item_id, "agent": agent})
+    rows = yield Step("item_requeue", {"id": validate.item_id(item_id), "agent": agent})
     if not rows:
         current = yield Step("item_get", {"id": item_id})
         if not current:
@@ -292,7 +298,7 @@ def retry(item_id: int, *, agent: str | None) -> Op[Item]:
 
 def get(item_id: int) -> Op[Item]:
     """One item by id."""
-    rows = yield Step("item_get", {"id": item_id})
+    rows = yield Step("item_get", {"id": validate.item_id(item_id)})
     if not rows:
         raise NotFound(f"no item with id {item_id}")
     return Item.from_row(rows[0])

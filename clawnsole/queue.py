@@ -18,7 +18,7 @@ from psycopg import errors as pgerrors
 from psycopg.pq import ExecStatus
 from psycopg.rows import dict_row
 
-from clawnsole import ops
+from clawnsole import ops, validate
 from clawnsole.db.connect import first_line, is_connection_error, unavailable
 from clawnsole.db.migrate import latest_version
 from clawnsole.db.sql import statements
@@ -72,7 +72,8 @@ class _Core:
     agent: str
 
     def __init__(self, schema: str) -> None:
-        self.schema = schema
+        # Checked before any I/O: the schema names the NOTIFY channels, which PostgreSQL caps at 63 bytes.
+        self.schema = validate.schema_name(schema)
         self.channel = notify_channel(schema)
         self._sql = statements(schema)
         self._describe = "the database"

@@ -64,6 +64,9 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _Mapping:
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
+        if isinstance(key, list | dict):
+            # `? [a, b]: 1` builds a list key, which no dict can hold (a TypeError, not a YAML error).
+            raise InvalidInput(f"line {line}", "a key must be text, not a list or a mapping")
         if key in mapping.key_lines:
             raise InvalidInput(f"line {line}", f"key {key!r} is given twice in one mapping")
         mapping.key_lines[key] = line
@@ -80,6 +83,9 @@ def parse(text: str, source: str = "<yaml>") -> list[ScheduleDef]:
         document = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: builds plain data only
     except InvalidInput as error:
         raise InvalidInput(f"{source}: {error.field}", error.message) from None
+    except RecursionError:
+        # PyYAML builds nested collections recursively: a few hundred levels exhaust the stack.
+        raise InvalidInput(source, "is nested too deeply to be a schedules file") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "yaml"
@@ -134,11 +140,14 @@ def _entry(entry: Any, index: int, source: str) -> ScheduleDef:
     enabled = entry.get("enabled", True)
     if not isinstance(enabled, bool):
         raise InvalidInput(f"{source}: line {line_of('enabled')}", f"{label}: `enabled` must be true or false")
+    timezone = entry.get("timezone")
+    if timezone is not None and not isinstance(timezone, str):
+        raise InvalidInput(f"{source}: line {line_of('timezone')}", f"{label}: timezone: must be text such as UTC")
     payload = entry.get("input")
     if payload is not None and not isinstance(payload, dict):
         raise InvalidInput(f"{source}: line {line_of('input')}", f"{label}: `input` must be a mapping")
     try:
-        when = scheduler.timing(entry.get("schedule"), entry.get("timezone"), entry.get("every"))
+        when = scheduler.timing(entry.get("schedule"), timezone, entry.get("every"))
         return ScheduleDef(
             name=entry["name"],
             queue=entry["queue"],

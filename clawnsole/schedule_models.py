@@ -46,7 +46,8 @@ class ScheduleDef:
         """This definition validated and normalised; raises InvalidInput naming the first bad field."""
         when = scheduler.timing(
             self.cron,
-            self.timezone,
+            # Checked here: the time zone lookup is cached, and an unhashable value would be a TypeError.
+            None if self.timezone is None else _text(self.timezone, "timezone"),
             None if self.interval_seconds is None else self.interval_seconds,
         )
         return replace(

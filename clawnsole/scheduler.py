@@ -36,7 +36,8 @@ CATCH_UP_LIMIT = 100
 # busy host, a cron tick at :00:40) is on time, not an outage.
 MISFIRE_GRACE = timedelta(minutes=5)
 
-SCHEDULE_NAME = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+# Used with `fullmatch`: `$` would also match before a trailing newline and let "name\n" through.
+SCHEDULE_NAME = re.compile(r"[A-Za-z0-9._\-]{1,128}")
 _MAX_INTERVAL_SECONDS = 10 * 365 * 86400
 # Longer than any daylight-saving gap in tzdata (usually 1 h, 2 h at most), so a search around a
 # transition always sees both sides of it.
@@ -62,7 +63,7 @@ class Timing:
 
 def schedule_name(value: str) -> str:
     """A schedule name: 1-128 letters, digits, '.', '_' or '-' (it becomes part of every dedupe key)."""
-    if not isinstance(value, str) or not SCHEDULE_NAME.match(value):
+    if not isinstance(value, str) or not SCHEDULE_NAME.fullmatch(value):
         raise InvalidInput("name", f"{value!r} is not a schedule name (1-128 of letters, digits, '.', '_', '-')")
     return value
 

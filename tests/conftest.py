@@ -28,6 +28,26 @@ from clawnsole.queue import WorkQueue
 SCHEMA = "clawnsole"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Options of tests/reliability (see its conftest.py); pytest only takes options from the root conftest.
+    group = parser.getgroup("reliability", "fault scenarios with real worker processes (tests/reliability)")
+    group.addoption(
+        "--soak",
+        nargs="?",
+        const=10,
+        default=None,
+        metavar="N",
+        help="run the reliability scenarios at full size times N (alone: 10); also $CLAWNSOLE_SOAK",
+    )
+    group.addoption(
+        "--reliability-scale",
+        choices=("ci", "full"),
+        default=None,
+        help="item counts of the reliability scenarios: ci (small, the default) or full; "
+        "also $CLAWNSOLE_RELIABILITY_SCALE",
+    )
+
+
 def _docker_answers() -> bool:
     try:
         import docker  # type: ignore[import-untyped]

@@ -71,6 +71,32 @@ def find_pgbench() -> str | None:
     return str(candidates[0]) if candidates else None
 
 
+def pgbench_problem(pgbench: str, url: str) -> str | None:
+    """Why this pgbench cannot drive the ceiling against `url` (None: it can).
+
+    One transaction of a probe script using the same features as the ceiling's (`-M prepared`, `\\gset`),
+    so a broken binary, a pgbench too old for them or one whose libpq cannot reach the server is found
+    before any figure depends on it.
+    """
+    with tempfile.TemporaryDirectory(prefix="clawnsole-bench-") as folder:
+        path = Path(folder) / "probe.sql"
+        path.write_text("SELECT 1 AS one\n\\gset\n", encoding="utf-8")
+        try:
+            done = subprocess.run(
+                [pgbench, "-n", "-M", "prepared", "-f", str(path), "-c", "1", "-t", "1", url],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError) as error:
+            return str(error)
+    if done.returncode == 0 and "tps = " in done.stdout:
+        return None
+    last = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+    return last[0]
+
+
 class Renderer:
     """Turns steps into raw statements with their parameters inlined as literals."""
 

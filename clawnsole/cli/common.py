@@ -13,6 +13,7 @@ import typer
 
 if TYPE_CHECKING:
     from clawnsole.config import Settings
+    from clawnsole.errors import InvalidInput
     from clawnsole.queue import WorkQueue
 
 P = ParamSpec("P")
@@ -37,12 +38,43 @@ Schema = Annotated[
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
+# Control characters and line separators, shown escaped: an error is one line, whatever text it quotes,
+# and a hostile value cannot move the cursor or recolour the terminal it is printed on.
+_ESCAPES = {
+    code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    for code in (*range(0x00, 0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
+}
+
+
 def fail(message: str, code: int) -> NoReturn:
     """Print one line on stderr and exit with the code."""
     from clawnsole.db.connect import redact
 
-    typer.echo(f"clawnsole: error: {redact(message)}", err=True)
+    typer.echo(f"clawnsole: error: {redact(message).translate(_ESCAPES)}", err=True)
     raise typer.Exit(code)
+
+
+def _not_utf8(error: UnicodeEncodeError, arguments: dict[str, Any]) -> InvalidInput | None:
+    """The bad-input error for text that was not UTF-8 and reached the driver, naming the argument it came in.
+
+    Python hands bytes that are not UTF-8 (in argv, the environment, a file name) over as lone surrogates,
+    which no database driver can encode. Refusing them up front would also refuse file names and commands,
+    which are fine as they are; so the argument is named here, when the driver has refused its text, before
+    anything was written (the statement is never sent, and its transaction rolls back).
+    """
+    from clawnsole.errors import InvalidInput
+
+    if not isinstance(error.object, str) or not _has_surrogate(error.object):
+        return None  # not the stand-in for undecodable bytes: some other encoding problem
+    for name, value in arguments.items():
+        for text in value if isinstance(value, list | tuple) else [value]:
+            if isinstance(text, str) and _has_surrogate(text) and text in error.object:
+                return InvalidInput(name, "is not valid UTF-8 text")
+    return InvalidInput("input", "is not valid UTF-8 text (bytes that are not UTF-8 in an argument or variable)")
+
+
+def _has_surrogate(text: str) -> bool:
+    return not text.isascii() and any(0xD800 <= ord(c) <= 0xDFFF for c in text)
 
 
 def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
@@ -56,6 +88,11 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except ClawnsoleError as error:
             fail(str(error), error.exit_code)
+        except UnicodeEncodeError as error:
+            refused = _not_utf8(error, kwargs)
+            if refused is None:
+                raise
+            fail(str(refused), refused.exit_code)
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
 
@@ -75,14 +112,17 @@ def settings(database_url: str | None, schema: str | None) -> Settings:
     if schema:
         overrides["schema_name"] = schema
     try:
-        base = Settings()
-        return base.model_validate(base.model_dump() | overrides) if overrides else base
+        # Options given to the command win over the environment (init values are pydantic-settings' first
+        # source), so a good --schema is not refused over a bad $CLAWNSOLE_SCHEMA it replaces.
+        return Settings(**overrides)
     except ValidationError as error:
         first = error.errors()[0]
         field = (
             {"schema_name": "schema"}.get(str(first["loc"][0]), str(first["loc"][0])) if first["loc"] else "settings"
         )
-        raise InvalidInput(field, first["msg"]) from None
+        # The validator's own message, without pydantic's "Value error, " in front of it.
+        cause = (first.get("ctx") or {}).get("error")
+        raise InvalidInput(field, str(cause) if isinstance(cause, ValueError) else first["msg"]) from None
 
 
 def database_url(config: Settings) -> str:
@@ -91,7 +131,7 @@ def database_url(config: Settings) -> str:
         return config.database_url
     from clawnsole.embedded import default_database_url
 
-    return default_database_url(announce=True)
+    return default_database_url(announce=True, schema=config.schema_name)
 
 
 def resolve(url: str | None, schema: str | None) -> tuple[str, str]:
@@ -136,11 +176,15 @@ def read_text_arg(path: str, field: str, limit: int) -> str:
     except OSError as error:
         raise InvalidInput(field, f"cannot read {path!r}: {error.strerror}") from None
     if len(data) > limit:
-        raise InvalidInput(field, f"is larger than {limit // 1024} KiB")
+        raise InvalidInput(field, f"is larger than {_size(limit)}")
     try:
         return data.decode()
-    except UnicodeDecodeError:
-        raise InvalidInput(field, "is not UTF-8 text") from None
+    except UnicodeDecodeError as error:
+        raise InvalidInput(field, f"is not valid UTF-8 text (byte {error.start} is {data[error.start]:#04x})") from None
+
+
+def _size(limit: int) -> str:
+    return f"{limit // (1024 * 1024)} MiB" if limit % (1024 * 1024) == 0 else f"{limit // 1024} KiB"
 
 
 _MAX_TEXT = 1024 * 1024

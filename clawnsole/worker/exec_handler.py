@@ -3,7 +3,9 @@ nowhere else; its identity and lease go in the environment so the child can repo
 
 Exit 0 is done (the last stdout line is the result when it is a JSON object, else a bounded stdout tail);
 any other exit fails the attempt with a bounded stderr tail. A timeout, a lost lease or a shutdown stops the
-child with SIGTERM, then SIGKILL after a grace, and always the whole process group it may have started.
+child with SIGTERM, then SIGKILL after a grace, and always the whole process group it may have started. The
+group is stopped the same way on every way out, a normal exit included: nothing the child left running in the
+background outlives the item (an empty group costs one kill(2) call, no wait).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from clawnsole.errors import InvalidInput
@@ -80,6 +83,28 @@ def _signal_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> N
     # start_new_session made the child a process-group leader: signal everything it started, too.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signum)
+
+
+def _group_running(pgid: int) -> bool:
+    """Whether any process of the group is still running (zombies do not count)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if not sys.platform.startswith("linux"):
+        return True
+    # kill(2) also reaches zombies: a grandchild killed after its parent exited waits for init to reap it,
+    # and some container inits never do. Only members that can still run matter here.
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 def describe_exit(returncode: int) -> str:
@@ -201,7 +226,8 @@ class ExecHandler:
         written = 0
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         stopped: str | None = None
-        kill_at: float | None = None
+        kill_at: float | None = None  # when a stop's SIGTERM turns into SIGKILL
+        killed = False
         exited_at: float | None = None
         try:
             while True:
@@ -211,15 +237,14 @@ class ExecHandler:
                         break
                     exited_at = exited_at or now
                     if now - exited_at >= _PIPE_LINGER:
-                        _signal_group(process, signal.SIGKILL)
-                        break
+                        break  # what holds the pipes is stopped with the rest of the group below
                 elif stopped is None and (ctx.cancelled.is_set() or (deadline is not None and now >= deadline)):
                     stopped = "cancelled" if ctx.cancelled.is_set() else "timeout"
                     _signal_group(process, signal.SIGKILL if ctx.kill_now else signal.SIGTERM)
                     kill_at = now + self.kill_grace
-                elif kill_at is not None and (now >= kill_at or ctx.kill_now):
+                elif kill_at is not None and not killed and (now >= kill_at or ctx.kill_now):
                     _signal_group(process, signal.SIGKILL)
-                    kill_at = None
+                    killed = True
                 if not selector.get_map():
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         process.wait(_TICK)
@@ -246,7 +271,30 @@ class ExecHandler:
             for stream in (process.stdin, process.stdout, process.stderr):
                 with contextlib.suppress(OSError):
                     stream.close()
-            if process.poll() is None:  # only on an unexpected error above: never leave a child running
-                _signal_group(process, signal.SIGKILL)
-                process.wait()
+            # Every way out: a normal exit, a failure, a timeout, a cancel, an unexpected error.
+            self._stop_group(process, ctx, kill_at)
         return process.returncode, stdout.text(), stderr.text(), stopped
+
+    def _stop_group(self, process: subprocess.Popen[bytes], ctx: Context, kill_at: float | None) -> None:
+        """Leave nothing of the child's process group running, and reap the child.
+
+        SIGTERM first (unless a stop already sent it: then its SIGKILL time, `kill_at`, stands), SIGKILL once
+        the grace is over. Returns at once when the group is already empty, the common case.
+        """
+        process.poll()  # reap an exited child first: its zombie would count as a member of the group
+        if _group_running(process.pid):
+            if kill_at is None:
+                _signal_group(process, signal.SIGKILL if ctx.kill_now else signal.SIGTERM)
+                kill_at = time.monotonic() + self.kill_grace
+            while time.monotonic() < kill_at and not ctx.kill_now:
+                if process.poll() is None:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        process.wait(_TICK)
+                elif _group_running(process.pid):
+                    time.sleep(_TICK)
+                else:
+                    break
+            # The leader's pid stays the group's id while any member is left, so this reaches no stranger.
+            if _group_running(process.pid):
+                _signal_group(process, signal.SIGKILL)
+        process.wait()

@@ -338,3 +338,33 @@ def test_with_scheduler_runs_the_scheduler_beside_the_loop(start: Any) -> None:
     worker.process.send_signal(signal.SIGTERM)
     assert worker.wait() == 0, worker.log.read_text()
     assert not [r for r in worker.records() if r["event"] == "side_task_died"]
+
+
+STUCK_HANDLER = """
+import time
+
+
+def run(item, ctx):
+    while True:  # ignores ctx.cancelled: a Python thread cannot be killed
+        time.sleep(0.05)
+"""
+
+
+def test_a_stuck_python_handler_does_not_outlive_the_release_of_its_lease(
+    start: Any, wq: WorkQueue, tmp_path: Path
+) -> None:
+    (tmp_path / "stuck_jobs.py").write_text(STUCK_HANDLER)
+    worker = start(
+        "worker-loop",
+        "--queue", "jobs", "--handler", "stuck_jobs:run", "--grace", "0.2", "--kill-grace", "0.2",
+        env={"PYTHONPATH": str(tmp_path)},
+    )  # fmt: skip
+    item_id = wq.enqueue("jobs", "never returns").item.id
+    worker.wait_event("claimed", id=item_id)
+    worker.process.send_signal(signal.SIGTERM)
+    wait_for(lambda: "released" in [e.event for e in wq.history(item_id)], 30, "the lease to be released")
+    # The release is the worker's last act: once it is visible, the process (and the thread) is gone at once.
+    assert worker.wait(5) == 0
+    records = [r["event"] for r in worker.records()]
+    assert records.index("handler_still_running") < records.index("released") < records.index("stopped")
+    assert wq.get(item_id).status == "pending"

@@ -4,6 +4,7 @@ JSON and leaves nothing behind. Benchmarks print figures; these tests never asse
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import psycopg
@@ -66,6 +67,35 @@ def test_bench_rejects_an_unknown_scenario(cli: Cli) -> None:
     result = cli("bench", "--quick", "nosuch")
     assert result.code == 2
     assert "nosuch" in result.stderr
+
+
+def test_a_pgbench_on_path_that_fails_gives_way_to_the_psycopg_loop_with_a_one_line_note(
+    cli: Cli, tmp_path: Path
+) -> None:
+    fake = tmp_path / "bin" / "pgbench"
+    fake.parent.mkdir()
+    tried = tmp_path / "tried"
+    fake.write_text(f"#!/bin/sh\necho run >> {tried}\necho 'pgbench: fatal: this one is broken' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    out = tmp_path / "bench.json"
+
+    result = cli(
+        "bench", "--quick", "--json", str(out), "ceiling", PATH=f"{fake.parent}{os.pathsep}{cli.env()['PATH']}"
+    )
+
+    assert result.code == 0, result.stderr
+    assert tried.exists(), "the fake pgbench was not the one found"
+    # (The temporary paths name this test, hence pgbench: leave out the line saying where the JSON went.)
+    notes = [line for line in result.stderr.splitlines() if "pgbench" in line and not line.startswith("wrote ")]
+    assert len(notes) == 1, notes
+    assert str(fake) in notes[0] and "this one is broken" in notes[0] and "psycopg loop" in notes[0]
+    report = json.loads(out.read_text())
+    assert report["errors"] == {}
+    assert report["settings"]["ceiling_driver"] == "psycopg loop"
+    methods = {f["measure"]: f["detail"]["method"] for f in report["figures"]}
+    assert methods["enqueue single"] == "psycopg loop"
+    assert methods["claim 100 then complete_many, 2 clients"] == "psycopg loop"
+    assert all(f["value"] > 0 for f in report["figures"])
 
 
 def test_percentiles_use_the_nearest_rank() -> None:

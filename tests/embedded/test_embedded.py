@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from clawnsole import embedded
 from clawnsole.cli.db import app
+from clawnsole.db import migrate as migrations
 from clawnsole.embedded import EmbeddedPostgres, EmbeddedUnavailable, find_bindir, wheel_bindirs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -126,6 +127,53 @@ def test_a_killed_server_is_restarted_on_next_use(server: EmbeddedPostgres) -> N
     assert server.ensure_running() is False
     assert server.status().pid not in (None, killed)
     assert _scalar(server.url(), "SELECT n FROM survivor") == 7
+
+
+def _embedded_cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`clawnsole …` as a user without a database URL runs it: on the embedded server in `data_dir`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLAWNSOLE_") and k != "DATABASE_URL"}
+    env |= {"CLAWNSOLE_DATA_DIR": str(data_dir), "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "clawnsole", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def _applied(url: str) -> list[str]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass('clawnsole.schema_migrations')").fetchone() == (None,):
+            return []
+        return [str(v) for (v,) in conn.execute("SELECT version FROM clawnsole.schema_migrations ORDER BY 1")]
+
+
+def test_a_cluster_whose_schema_is_missing_or_behind_is_migrated_by_the_next_command(
+    server: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shipped = migrations.available()
+    every = [m.version for m in shipped]
+    url = server.url()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS clawnsole CASCADE")
+    try:
+        # A cluster that exists but holds no schema (as one whose first command never finished would).
+        missing = _embedded_cli(server.data_dir, "workqueue", "status", "--json")
+        assert missing.returncode == 0, missing.stderr
+        assert _applied(url) == every
+
+        # A schema an older clawnsole made: every migration but the newest, applied the ordinary way.
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DROP SCHEMA clawnsole CASCADE")
+        with monkeypatch.context() as older:
+            older.setattr(migrations, "available", lambda: shipped[:-1])
+            migrations.migrate(url, "clawnsole")
+        assert _applied(url) == every[:-1]
+
+        behind = _embedded_cli(server.data_dir, "workqueue", "enqueue", "--queue", "q", "--title", "after upgrade")
+        assert behind.returncode == 0, behind.stderr
+        assert _applied(url) == every
+        assert _scalar(url, "SELECT count(*) FROM clawnsole.items WHERE title = 'after upgrade'") == 1
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DROP SCHEMA IF EXISTS clawnsole CASCADE")
 
 
 def test_a_lock_held_by_a_killed_process_does_not_block(server: EmbeddedPostgres) -> None:

@@ -183,3 +183,69 @@ def test_command_argv_splits_without_a_shell_and_checks_the_executable() -> None
     for bad in ("", "   ", "'unbalanced", "no-such-program-xyz --flag"):
         with pytest.raises(InvalidInput):
             command_argv(bad)
+
+
+def _grandchild_command(tmp_path: Path, *, exit_code: int, ignore_term: bool = False) -> list[str]:
+    """A shell that starts a background grandchild holding none of its pipes, records its pid, then exits."""
+    trap = "trap '' TERM; " if ignore_term else ""
+    background = f"({trap}exec sleep 300) </dev/null >/dev/null 2>&1 &"
+    return command_argv(f'{background} echo $! > {tmp_path}/grandchild; echo "{{}}"; exit {exit_code}', shell=True)
+
+
+def _kill_leftover(pid_file: Path) -> None:
+    # Only a test that already failed leaves one: do not let it outlive the test run.
+    if pid_file.exists() and _alive(pid := int(pid_file.read_text())):
+        os.kill(pid, 9)
+
+
+@pytest.mark.parametrize("exit_code", [0, 4])
+def test_a_grandchild_left_running_by_a_child_that_exits_is_stopped_when_the_item_finishes(
+    wq: WorkQueue, tmp_path: Path, exit_code: int
+) -> None:
+    item = _claimed(wq)
+    started = time.monotonic()
+    try:
+        if exit_code == 0:
+            assert _handler(_grandchild_command(tmp_path, exit_code=0), kill_grace=30)(item, _ctx(item)) == {}
+        else:
+            with pytest.raises(HandlerFailed, match=r"^exit status 4"):
+                _handler(_grandchild_command(tmp_path, exit_code=4), kill_grace=30)(item, _ctx(item))
+        grandchild = int((tmp_path / "grandchild").read_text())
+        wait_for(lambda: not _alive(grandchild), timeout=10, what="the grandchild to be stopped")
+        # It died of the SIGTERM, long before the 30 s grace would have turned it into a SIGKILL.
+        assert time.monotonic() - started < 20
+    finally:
+        _kill_leftover(tmp_path / "grandchild")
+
+
+def test_a_grandchild_that_ignores_sigterm_is_killed_after_the_grace(wq: WorkQueue, tmp_path: Path) -> None:
+    item = _claimed(wq)
+    try:
+        _handler(_grandchild_command(tmp_path, exit_code=0, ignore_term=True), kill_grace=0.5)(item, _ctx(item))
+        grandchild = int((tmp_path / "grandchild").read_text())
+        wait_for(lambda: not _alive(grandchild), timeout=10, what="the grandchild to be killed")
+    finally:
+        _kill_leftover(tmp_path / "grandchild")
+
+
+def test_a_child_that_leaves_nothing_behind_is_not_held_up_by_the_grace(wq: WorkQueue) -> None:
+    item = _claimed(wq)
+    started = time.monotonic()
+    assert _handler([sys.executable, "-c", "print('{\"quick\": 1}')"], kill_grace=60)(item, _ctx(item)) == {"quick": 1}
+    # Far below the 60 s grace: an empty process group is not waited on at all.
+    assert time.monotonic() - started < 20
+
+
+def test_a_timeout_kills_a_grandchild_that_ignores_sigterm_even_after_the_child_died(
+    wq: WorkQueue, tmp_path: Path
+) -> None:
+    background = "(trap '' TERM; exec sleep 300) </dev/null >/dev/null 2>&1 &"
+    argv = command_argv(f"{background} echo $! > {tmp_path}/grandchild; sleep 60", shell=True)
+    item = _claimed(wq)
+    try:
+        with pytest.raises(HandlerFailed, match=r"^timeout: still running after 0\.3s"):
+            _handler(argv, timeout=0.3, kill_grace=0.5)(item, _ctx(item))
+        grandchild = int((tmp_path / "grandchild").read_text())
+        wait_for(lambda: not _alive(grandchild), timeout=10, what="the grandchild to be killed")
+    finally:
+        _kill_leftover(tmp_path / "grandchild")
