@@ -148,14 +148,13 @@ def claim(
     names = list(dict.fromkeys(validate.queue_name(q) for q in queues)) or _no_queue()
     params = {
         "queues": names,
-        "queue": names[0],
         "agent": validate.agent(agent),
         "lease": None if lease is None else validate.duration(lease, "lease"),
         "limit": validate.positive_int(limit, "limit", maximum=10_000),
     }
     if recover:
         yield Step("lease_recover_expired", params)
-    rows = yield Step("item_claim" if len(names) == 1 else "item_claim_queues", params)
+    rows = yield Step("item_claim", params)
     return [Item.from_row(r) for r in rows]
 
 

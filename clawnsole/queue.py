@@ -106,6 +106,18 @@ class _Core:
         return None
 
     @staticmethod
+    def _enqueue_retry_policy() -> dict[str, Any]:
+        """How an enqueue with a dedupe key is retried after a lost connection (tenacity's arguments)."""
+        from tenacity import retry_if_exception_type, stop_after_delay, wait_random_exponential
+
+        return {
+            "retry": retry_if_exception_type(DatabaseUnavailable),
+            "stop": stop_after_delay(_ENQUEUE_RETRY_SECONDS),
+            "wait": wait_random_exponential(multiplier=0.1, max=2.0),
+            "reraise": True,
+        }
+
+    @staticmethod
     def _enqueue_error(error: DatabaseUnavailable, retried: bool) -> DatabaseUnavailable:
         """Say what a lost enqueue means: it may have committed (README, "Guarantees")."""
         if not error.lost:
@@ -263,15 +275,10 @@ class WorkQueue(_Core):
                 return attempt()
             except DatabaseUnavailable as error:
                 raise self._enqueue_error(error, retried=False) from None
-        from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
+        from tenacity import Retrying
 
         try:
-            return Retrying(
-                retry=retry_if_exception_type(DatabaseUnavailable),
-                stop=stop_after_delay(_ENQUEUE_RETRY_SECONDS),
-                wait=wait_random_exponential(multiplier=0.1, max=2.0),
-                reraise=True,
-            )(attempt)
+            return Retrying(**self._enqueue_retry_policy())(attempt)
         except DatabaseUnavailable as error:
             raise self._enqueue_error(error, retried=True) from None
 
@@ -501,15 +508,10 @@ class AsyncWorkQueue(_Core):
                 return await attempt()
             except DatabaseUnavailable as error:
                 raise self._enqueue_error(error, retried=False) from None
-        from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
+        from tenacity import AsyncRetrying
 
         try:
-            return await AsyncRetrying(
-                retry=retry_if_exception_type(DatabaseUnavailable),
-                stop=stop_after_delay(_ENQUEUE_RETRY_SECONDS),
-                wait=wait_random_exponential(multiplier=0.1, max=2.0),
-                reraise=True,
-            )(attempt)
+            return await AsyncRetrying(**self._enqueue_retry_policy())(attempt)
         except DatabaseUnavailable as error:
             raise self._enqueue_error(error, retried=True) from None
 

@@ -17,7 +17,7 @@ from clawnsole import ops
 from clawnsole.errors import DatabaseError
 from clawnsole.worker import steps
 from clawnsole.worker.eventlog import EventLog
-from clawnsole.worker.inflight import InFlight
+from clawnsole.worker.inflight import InFlight, Slot
 from clawnsole.worker.session import Session, Stopped, retry_call
 from clawnsole.worker.tally import Tally
 
@@ -90,19 +90,7 @@ class Heartbeat:
         # A lease not renewed is lost only if its handler is still running: an outcome written meanwhile
         # also ends the lease, and is fenced by its own statement.
         lost = self._inflight.lose(key for key in leases if key not in renewed)
-        now = time.monotonic()
-        for slot in lost:
-            slot.ctx.cancel("lease lost")
-            self._log.emit(
-                "lease_lost",
-                id=slot.item.id,
-                queue=slot.item.queue,
-                attempt=slot.item.attempts,
-                duration=now - slot.claimed_at,
-                detail="renewal found the lease held elsewhere; stopping the handler",
-            )
-        if lost:
-            self._tally.add(lost=len(lost))
+        stop_lost(lost, log=self._log, tally=self._tally, detail="renewal found the lease held elsewhere")
         self._on_beat()
         return True
 
@@ -114,3 +102,20 @@ class Heartbeat:
             if gap > self._lease / 2:
                 self._log.emit("heartbeat_late", gap=round(gap, 3), lease=self._lease, interval=self.interval)
         self._last_renewal = now
+
+
+def stop_lost(slots: list[Slot], *, log: EventLog, tally: Tally, detail: str) -> None:
+    """Tell the handlers of claims found lost to stop (their outcomes will not be written), and say so."""
+    now = time.monotonic()
+    for slot in slots:
+        slot.ctx.cancel("lease lost")
+        log.emit(
+            "lease_lost",
+            id=slot.item.id,
+            queue=slot.item.queue,
+            attempt=slot.item.attempts,
+            duration=now - slot.claimed_at,
+            detail=f"{detail}; stopping the handler",
+        )
+    if slots:
+        tally.add(lost=len(slots))

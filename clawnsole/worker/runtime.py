@@ -34,7 +34,7 @@ from clawnsole.worker.context import Cancelled, Context
 from clawnsole.worker.eventlog import EventLog, Record
 from clawnsole.worker.finisher import Finisher, Outcome, short
 from clawnsole.worker.handlers import Handler, HandlerFailed
-from clawnsole.worker.heartbeat import Heartbeat
+from clawnsole.worker.heartbeat import Heartbeat, stop_lost
 from clawnsole.worker.inflight import InFlight, Slot
 from clawnsole.worker.sdnotify import Notifier
 from clawnsole.worker.session import Session, Stopped, retry_call, worker_conninfo
@@ -337,19 +337,12 @@ class Worker:
         for item in items:
             token = str(item.lease_token)
             slots.append(Slot(item, token, Context(item, token, agent, self._progress), now))
-        for old in self._inflight.add(slots):
-            # Our own earlier claim of an item whose lease ran out and which we have just claimed again: stop
-            # that handler (its outcome would be rejected anyway) so the item does not run twice here.
-            old.ctx.cancel("lease lost")
-            self.tally.add(lost=1)
-            self._log.emit(
-                "lease_lost",
-                id=old.item.id,
-                queue=old.item.queue,
-                attempt=old.item.attempts,
-                duration=now - old.claimed_at,
-                detail="the lease ran out and the item was claimed again; stopping the older handler",
-            )
+        # Our own earlier claims of items whose lease ran out and which we have just claimed again: stop those
+        # handlers (their outcomes would be rejected anyway) so an item does not run twice here.
+        superseded = self._inflight.add(slots)
+        stop_lost(
+            superseded, log=self._log, tally=self.tally, detail="the lease ran out and the item was claimed again"
+        )
         self.tally.add(claimed=len(slots))
         self._log.emit_many(
             ("claimed", {"id": s.item.id, "queue": s.item.queue, "attempt": s.item.attempts, "kind": s.item.kind})
@@ -406,10 +399,8 @@ class Worker:
                 )
             )
         except LeaseLost:
-            for slot in self._inflight.lose([(item.id, ctx.lease_token)]):
-                slot.ctx.cancel("lease lost")
-                self.tally.add(lost=1)
-                self._log.emit("lease_lost", id=item.id, queue=item.queue, attempt=item.attempts, detail="on progress")
+            lost = self._inflight.lose([(item.id, ctx.lease_token)])
+            stop_lost(lost, log=self._log, tally=self.tally, detail="a progress report found the lease held elsewhere")
             raise
         except DatabaseError as error:
             self._log.emit("progress_not_recorded", id=item.id, queue=item.queue, error=str(error))

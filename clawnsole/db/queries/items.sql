@@ -96,42 +96,21 @@ WITH expired AS (
 SELECT id, status FROM upd WHERE (SELECT count(*) FROM notified) >= 0;
 
 -- name: item_claim
--- Claim up to `limit` due items from one queue: highest priority, then earliest run_at, then FIFO. The queue
--- is read through items_claimable_idx in index order. Every eligibility filter sits inside the locking
--- subquery with the LIMIT, so no more rows are locked than can be returned; SKIP LOCKED lets concurrent
--- workers take disjoint rows without waiting.
-WITH next AS (
-    SELECT id FROM {schema}.items
-     WHERE queue = %(queue)s::text AND status = 'pending' AND run_at <= now()
-     ORDER BY priority DESC, run_at, id
-     LIMIT %(limit)s::int
-     FOR UPDATE SKIP LOCKED
-), claimed AS (
-    UPDATE {schema}.items i
-       SET status = 'claimed', claimed_by = %(agent)s::text, attempts = i.attempts + 1,
-           lease_token = gen_random_uuid(),
-           lease_seconds = coalesce(%(lease)s::float8, i.lease_seconds),
-           lease_expires_at = now() + make_interval(secs => coalesce(%(lease)s::float8, i.lease_seconds)),
-           claimed_at = now(), updated_at = now(), progress_note = NULL, progress_percent = NULL
-      FROM next
-     WHERE i.id = next.id
-    RETURNING i.*
-), ev AS (
-    INSERT INTO {schema}.item_events (item_id, event, agent, detail)
-    SELECT id, 'claimed', claimed_by, jsonb_build_object('attempt', attempts) FROM claimed
-)
-SELECT * FROM claimed ORDER BY priority DESC, run_at, id;
-
--- name: item_claim_queues
--- Claim up to `limit` due items across several queues, in the same order as item_claim. Each queue is read
--- through items_claimable_idx in index order (a scalar `queue =` per queue keeps the order; `queue =
--- ANY(...)` would not and forces a sort of every pending row). `plan` first reads, without locking, how many
--- of the best `limit` candidates each queue holds; each queue then locks at most that many, so the statement
--- never locks more than `limit` rows (locking `limit` per queue and cutting the merge would leave the extras
--- locked until the caller's transaction ends). Rows a concurrent claim holds are skipped, so it may return
--- fewer than `limit` while more are due: the caller claims again.
+-- Claim up to `limit` due items from one or more queues: highest priority, then earliest run_at, then FIFO.
+-- Each queue is read through items_claimable_idx in index order (a scalar `queue =` per queue keeps the
+-- order; `queue = ANY(...)` would not and forces a sort of every pending row). Every eligibility filter sits
+-- inside the locking subquery with its LIMIT, so no more rows are locked than can be returned; SKIP LOCKED
+-- lets concurrent workers take disjoint rows without waiting. `plan` says how many rows each queue may lock:
+-- all `limit` for one queue; for several, how many of the best `limit` candidates each holds, read first
+-- without locking (locking `limit` per queue and cutting the merge would leave the extras locked until the
+-- caller's transaction ends). Only the branch for the number of queues given runs (a one-time filter). Rows
+-- a concurrent claim holds are skipped, so several queues may yield fewer than `limit` while more are due:
+-- the caller claims again.
 WITH plan AS (
-    SELECT c.queue AS name, count(*)::int AS take
+    SELECT (%(queues)s::text[])[1] AS name, %(limit)s::int AS take
+     WHERE cardinality(%(queues)s::text[]) = 1
+    UNION ALL
+    SELECT c.queue, count(*)::int
       FROM (SELECT c.queue
               FROM unnest(%(queues)s::text[]) AS q(name)
               CROSS JOIN LATERAL (
@@ -140,6 +119,7 @@ WITH plan AS (
                    ORDER BY priority DESC, run_at, id
                    LIMIT %(limit)s::int
               ) c
+             WHERE cardinality(%(queues)s::text[]) > 1
              ORDER BY c.priority DESC, c.run_at, c.id
              LIMIT %(limit)s::int) c
      GROUP BY c.queue
@@ -153,6 +133,7 @@ WITH plan AS (
            LIMIT plan.take
            FOR UPDATE SKIP LOCKED
       ) c
+     LIMIT %(limit)s::int  -- never more (the plan says so): tells the planner how few rows the update joins
 ), claimed AS (
     UPDATE {schema}.items i
        SET status = 'claimed', claimed_by = %(agent)s::text, attempts = i.attempts + 1,
