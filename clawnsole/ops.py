@@ -257,7 +257,7 @@ def fail(
 ) -> Op[Item]:
     """Record a failed attempt: retried after a backoff while attempts remain, else failed for good."""
     params = _fenced(item_id, agent, lease_token, by_agent=by_agent) | {
-        "error": validate.optional_text(error, "error", 64 * 1024) or "failed",
+        "error": validate.optional_text(error, "error", validate.MAX_ERROR_BYTES) or "failed",
         "retry": retry,
         "backoff": None if backoff is None else validate.duration(backoff, "backoff", allow_zero=True),
     }

@@ -25,6 +25,8 @@ QUEUE_NAME = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 # PostgreSQL caps a channel name at 63 bytes.
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,39}")
 MAX_PAYLOAD_BYTES = 1024 * 1024
+# An error message is stored up to this many bytes of UTF-8.
+MAX_ERROR_BYTES = 64 * 1024
 # Deeper JSON is never a real payload, and the standard library's encoder and decoder recurse per level
 # (a RecursionError past ~1000): refuse it explicitly, well before that.
 MAX_JSON_DEPTH = 64

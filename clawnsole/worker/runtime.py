@@ -365,21 +365,21 @@ class Worker:
         try:
             result = self._handler(slot.item, ctx)
         except HandlerFailed as failure:
-            return Outcome(slot, error=storable.text(failure.message), retry=failure.retry)
+            return Outcome(slot, error=storable.error(failure.message), retry=failure.retry)
         except (Cancelled, LeaseLost) as error:
             if ctx.cancelled.is_set():
                 return None  # the worker stopped it: no outcome is written
-            return Outcome(slot, error=storable.text(f"{type(error).__name__}: {error}"))
+            return Outcome(slot, error=storable.error(f"{type(error).__name__}: {error}"))
         except (Exception, SystemExit) as error:
             name = type(error).__name__
-            return Outcome(slot, error=storable.text(f"{name}: {error}" if str(error) else name))
+            return Outcome(slot, error=storable.error(f"{name}: {error}" if str(error) else name))
         if ctx.cancelled.is_set():
             return None
         if result is not None:
             try:
                 dumped = json.dumps(result)
             except (TypeError, ValueError, RecursionError) as error:
-                return Outcome(slot, error=storable.text(f"the handler's result is not JSON-serialisable: {error}"))
+                return Outcome(slot, error=storable.error(f"the handler's result is not JSON-serialisable: {error}"))
             if storable.needs_cleaning(dumped):
                 result = storable.json_value(result)
             if len(dumped) > validate.MAX_PAYLOAD_BYTES:

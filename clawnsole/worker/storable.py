@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from clawnsole.validate import MAX_ERROR_BYTES
+
 REPLACEMENT = "\ufffd"
 
 # What json.dumps (ensure_ascii) writes for a NUL or a surrogate: a cheap test on the text the worker
@@ -25,6 +27,16 @@ def text(value: str) -> str:
         # Paired surrogates become their character, lone ones U+FFFD.
         value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return value
+
+
+def error(message: str) -> str:
+    """A handler's error message as stored: `text`, cut to at most MAX_ERROR_BYTES of UTF-8 (with an
+    ellipsis), since an exception may carry a whole output in its message."""
+    message = text(message)
+    encoded = message.encode()
+    if len(encoded) <= MAX_ERROR_BYTES:
+        return message
+    return encoded[: MAX_ERROR_BYTES - 3].decode("utf-8", "ignore") + "…"
 
 
 def needs_cleaning(dumped: str) -> bool:
