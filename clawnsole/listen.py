@@ -65,8 +65,9 @@ class Listener:
                 for note in self._conn.notifies(timeout=min(remaining, slice_ or remaining), stop_after=1):
                     woken = self._payloads is None or note.payload in self._payloads
                 if woken:
-                    # Drain what is already here (not inside the loop above: notifies() holds the lock).
-                    for _ in self._conn.notifies(timeout=0.001):
+                    # Drain what is already here (not inside the loop above: notifies() holds the lock),
+                    # without waiting: the next wait takes whatever comes later.
+                    for _ in self._conn.notifies(timeout=0):
                         pass
                     return True
             return False

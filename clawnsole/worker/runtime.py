@@ -252,6 +252,7 @@ class Worker:
         options = self.options
         cond = self._inflight.cond
         recover_at = 0.0
+        notified = False  # the last idle wait ended on a wake-up hint
         while True:
             with cond:
                 now = self._loop_tick = time.monotonic()
@@ -268,7 +269,8 @@ class Worker:
                     continue
                 self._inflight.hinted = False
             limit = free if budget is None else min(free, budget)
-            recover = now >= recover_at
+            # Woken by a notification, claim at once: the recovery statement, when due, comes after.
+            recover = now >= recover_at and not notified
             try:
                 items = self._claim(limit, recover)
             except Stopped:
@@ -277,7 +279,8 @@ class Worker:
                 recover_at = now + RECOVER_EVERY
             if items:
                 self._dispatch(items)
-            if len(items) == limit:
+            owed, notified = notified and now >= recover_at, False
+            if len(items) == limit or owed:
                 continue
             if options.once:
                 with cond:
@@ -285,7 +288,8 @@ class Worker:
                         self._stopping, self._stop_reason = True, "queue empty"
                         self._stop_event.set()
                 return
-            if not self._idle_wait(self._idle_timeout(), started):
+            notified = self._idle_wait(self._idle_timeout(), started)
+            if not notified:
                 recover_at = 0.0  # a timed wake-up may be a lease running out: recover first
 
     def _out_of_time(self, started: float, now: float) -> bool:
