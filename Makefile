@@ -23,3 +23,9 @@ reliability:
 
 demo:
 	python examples/two-workers-demo.py
+
+# Clawnsole next to pgqueuer, side by side on one PostgreSQL (installs pgqueuer into a scratch venv; ~3 min):
+# make compare COMPARE_URL=postgresql://user@host/db   (else $CLAWNSOLE_DATABASE_URL or $DATABASE_URL)
+.PHONY: compare
+compare:
+	python benchmarks/compare/pgqueuer_bench.py $(if $(COMPARE_URL),--database-url $(COMPARE_URL)) $(COMPARE_ARGS)

@@ -47,6 +47,11 @@ DEDUPE_KEYS = ("k1",)
 WRITES = ("progress", "done", "fail", "release")  # every write fenced by the lease
 
 IN_CI = bool(os.environ.get("CI"))
+# A passing run takes seconds. A failing one then shrinks its counterexample, which Hypothesis stops after
+# 500 successful shrinks or five minutes (here: up to ~2,500 replays at ~75 ms, about 3 minutes). The timeout
+# leaves room for that, so a failure reports the shrunk steps rather than a pytest timeout. It follows
+# $CLAWNSOLE_SOAK (this marker replaces the reliability conftest's own timeout for soak runs).
+_TIMEOUT = 600 * int(os.environ.get("CLAWNSOLE_SOAK") or 1)
 
 # Which status each event leaves an item in, given the status it found (None: before the item existed).
 # `lease_expired` goes to pending or failed, as its detail says.
@@ -91,11 +96,16 @@ class ModelItem:
     # The last token handed out: the row keeps it after the lease ends, and only a claim replaces it.
     token: str | None = None
     attempts: int = 0
+    lease_expires_at: datetime | None = None
     expired: bool = False  # lease forced into the past and not yet recovered
     last_error: str | None = None
     note: str | None = None
     percent: int | None = None
     events: list[ExpectedEvent] = field(default_factory=list)
+
+    def end_lease(self) -> None:
+        """The claim is over (finished, failed, released or recovered): no lease, nothing to expire."""
+        self.lease_expires_at, self.expired = None, False
 
 
 @dataclass(frozen=True)
@@ -237,7 +247,8 @@ class ItemLifecycle(RuleBasedStateMachine):
         for item in self.items.values():
             if item.queue in queues and item.status == "claimed" and item.expired:
                 item.status = "failed" if item.attempts >= item.max_attempts else "pending"
-                item.claimed_by, item.expired, item.last_error = None, False, "lease expired"
+                item.claimed_by, item.last_error = None, "lease expired"
+                item.end_lease()
                 item.events.append(
                     ExpectedEvent(
                         "lease_expired", None, {"attempt": item.attempts, "now": item.status, "lease": item.token}
@@ -260,8 +271,16 @@ class ItemLifecycle(RuleBasedStateMachine):
             item.status, item.claimed_by, item.token = "claimed", agent, token
             item.attempts += 1
             item.expired, item.note, item.percent = False, None, None
+            item.lease_expires_at = claimed.lease_expires_at
             item.events.append(ExpectedEvent("claimed", agent, {"attempt": item.attempts}))
+            previous = next((c for c in reversed(self.claims) if c.item_id == item.id), None)
             self.claims.append(Claim(agent, item.id, token))
+            # The moment fencing exists for: the item is claimed again while its previous holder still has a
+            # token. Every write with that token alone must be refused, now, not only when a rule picks it.
+            if previous is not None:
+                self._refuse(previous, None, list(WRITES))
+            # Nor may an item in flight be cancelled or requeued under its holder.
+            self._refuse_admin(item.id, ["cancel", "retry"])
 
     @precondition(lambda self: self._current_claims())
     @rule(
@@ -287,7 +306,9 @@ class ItemLifecycle(RuleBasedStateMachine):
         )
         assert (got.status, str(got.lease_token), got.claimed_by) == ("claimed", claim.token, claim.agent)
         # Progress renews the lease: one forced into the past (but not yet recovered) is live again.
-        item.expired = False
+        assert item.lease_expires_at is not None and got.lease_expires_at is not None
+        assert got.lease_expires_at > item.lease_expires_at, "progress did not renew the lease"
+        item.expired, item.lease_expires_at = False, got.lease_expires_at
         item.note = note if note is not None else item.note
         item.percent = percent if percent is not None else item.percent
         detail = {k: v for k, v in (("note", note), ("percent", percent)) if v is not None}
@@ -305,7 +326,8 @@ class ItemLifecycle(RuleBasedStateMachine):
             result={"by": claim.agent},
         )
         assert (got.status, got.result) == ("done", {"by": claim.agent})
-        item.status, item.expired, item.percent = "done", False, 100
+        item.status, item.percent = "done", 100
+        item.end_lease()
         item.events.append(ExpectedEvent("done", claim.agent))
 
     @precondition(lambda self: self._current_claims())
@@ -319,7 +341,8 @@ class ItemLifecycle(RuleBasedStateMachine):
         )
         again = retry and item.attempts < item.max_attempts
         assert got.status == ("pending" if again else "failed"), (got.status, item)
-        item.status, item.claimed_by, item.expired, item.last_error = got.status, None, False, error
+        item.status, item.claimed_by, item.last_error = got.status, None, error
+        item.end_lease()
         if again:
             item.run_at = got.run_at
             detail: dict[str, Any] = {"error": error, "attempt": item.attempts, "delay_seconds": 0}
@@ -338,10 +361,12 @@ class ItemLifecycle(RuleBasedStateMachine):
         a claim-next follows at once, as another worker's would: in the item's queue it recovers the item,
         in the other queue alone it must leave it be."""
         item_id = data.draw(st.sampled_from(self._unexpired_claimed()), label="item_id")
-        self.db.execute(
-            f"UPDATE {SCHEMA}.items SET lease_expires_at = now() - interval '1 second' WHERE id = %s", (item_id,)
-        )
-        self.items[item_id].expired = True
+        [row] = self.db.execute(
+            f"UPDATE {SCHEMA}.items SET lease_expires_at = now() - interval '1 second' WHERE id = %s"
+            " RETURNING lease_expires_at",
+            (item_id,),
+        ).fetchall()
+        self.items[item_id].expired, self.items[item_id].lease_expires_at = True, row["lease_expires_at"]
         if then_claim is not None:
             self._claim(then_claim, agent, 1)
 
@@ -355,7 +380,8 @@ class ItemLifecycle(RuleBasedStateMachine):
         released = self._release(claim, claim.agent)
         assert released == {(claim.item_id, claim.token)}, released
         # A release gives the attempt back: the item was not at fault.
-        item.status, item.claimed_by, item.expired = "pending", None, False
+        item.status, item.claimed_by = "pending", None
+        item.end_lease()
         item.attempts -= 1
         item.events.append(ExpectedEvent("released", claim.agent, {"reason": "test"}))
         if then_claim is not None:
@@ -371,13 +397,7 @@ class ItemLifecycle(RuleBasedStateMachine):
         fits = [i for i in sorted(self.items) if self.items[i].status in allowed]
         item = self.items[data.draw(st.sampled_from((legal and fits) or sorted(self.items)), label="item_id")]
         if item.status not in allowed:
-            before = self._snapshot()
-            with pytest.raises(Conflict):
-                if action == "cancel":
-                    self.wq.cancel(item.id, reason="model")
-                else:
-                    self.wq.retry(item.id)
-            assert self._snapshot() == before, f"a refused {action} changed the database"
+            self._refuse_admin(item.id, [action])
         elif action == "cancel":
             assert self.wq.cancel(item.id, reason="model").status == "cancelled"
             item.status = "cancelled"
@@ -405,6 +425,17 @@ class ItemLifecycle(RuleBasedStateMachine):
         claim = data.draw(st.sampled_from(self._current_claims()), label="claim")
         other = data.draw(st.sampled_from([a for a in AGENTS if a != claim.agent]), label="other")
         self._refuse(claim, other, actions)
+
+    def _refuse_admin(self, item_id: int, actions: list[str]) -> None:
+        """Cancel or retry in a status that does not allow it: Conflict, and both tables as they were."""
+        before = self._snapshot()
+        for action in actions:
+            with pytest.raises(Conflict):
+                if action == "cancel":
+                    self.wq.cancel(item_id, reason="model")
+                else:
+                    self.wq.retry(item_id)
+        assert self._snapshot() == before, f"a refused {actions} changed the database"
 
     def _release(self, claim: Claim, agent: str) -> set[tuple[int, str]]:
         """Release one lease as a shutting-down worker does; the (id, token) pairs released."""
@@ -471,6 +502,7 @@ class ItemLifecycle(RuleBasedStateMachine):
                 "last_error": item.last_error,
                 "progress_note": item.note,
                 "progress_percent": item.percent,
+                "lease_expires_at": item.lease_expires_at,
             }
             have = {k: str(row[k]) if k == "lease_token" and row[k] is not None else row[k] for k in want}
             assert have == want, f"item {item.id}: database {have} != model {want}"
@@ -545,6 +577,7 @@ class ItemLifecycle(RuleBasedStateMachine):
         assert len({c.token for c in self.claims}) == len(self.claims), "a lease token was handed out twice"
 
 
+@pytest.mark.timeout(_TIMEOUT)
 def test_the_item_lifecycle_matches_its_model(db_url: str, soak: int) -> None:
     config = settings(
         max_examples=25 * soak,
