@@ -270,11 +270,12 @@ class WorkQueue(_Core):
         def attempt() -> Enqueued:
             return self.run_steps(ops.enqueue(queue, title, agent=agent, **options), conn)
 
-        if conn is not None or options.get("dedupe_key") is None:
-            try:
-                return attempt()
-            except DatabaseUnavailable as error:
+        try:
+            return attempt()
+        except DatabaseUnavailable as error:
+            if conn is not None or options.get("dedupe_key") is None:
                 raise self._enqueue_error(error, retried=False) from None
+        # Only once a keyed enqueue lost its connection: the common path does not import the retry library.
         from tenacity import Retrying
 
         try:
@@ -503,10 +504,10 @@ class AsyncWorkQueue(_Core):
         async def attempt() -> Enqueued:
             return await self.run_steps(ops.enqueue(queue, title, agent=agent, **options), conn)
 
-        if conn is not None or options.get("dedupe_key") is None:
-            try:
-                return await attempt()
-            except DatabaseUnavailable as error:
+        try:
+            return await attempt()
+        except DatabaseUnavailable as error:
+            if conn is not None or options.get("dedupe_key") is None:
                 raise self._enqueue_error(error, retried=False) from None
         from tenacity import AsyncRetrying
 

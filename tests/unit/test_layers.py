@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,7 @@ def _modules() -> list[tuple[str, Path]]:
 
 
 def _imports(path: Path) -> set[str]:
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
@@ -53,3 +54,61 @@ def test_module_imports_only_from_layers_below(module: str, path: Path) -> None:
         if module == prefix or module.startswith(prefix + ".") or module.startswith(prefix + "_"):
             bad = sorted(i for i in _imports(path) for b in banned if i == b.rstrip(".") or i.startswith(b))
             assert not bad, f"{module} must not import {bad}"
+
+
+def _imports_run_on_import(path: Path) -> set[str]:
+    """The modules a module imports when it is itself imported: its top-level statements (and the `if`
+    and `try` blocks among them), not its functions and not its `if TYPE_CHECKING:` block."""
+    names: set[str] = set()
+
+    def visit(statements: list[ast.stmt]) -> None:
+        for node in statements:
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module)
+            elif isinstance(node, ast.If) and ast.unparse(node.test) not in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+                visit(node.body)
+                visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body)
+                for handler in node.handlers:
+                    visit(handler.body)
+                visit(node.orelse)
+                visit(node.finalbody)
+
+    visit(ast.parse(path.read_text()).body)
+    return names
+
+
+# What a module may import at import time, beyond the standard library: the command line loads the library
+# inside the commands that use it, so `clawnsole workqueue enqueue` pays for neither the worker nor the
+# schedules (tests/unit/test_startup_imports.py checks the real command); the package names its public
+# names and imports them on first use.
+IMPORTED_ON_IMPORT = {
+    "clawnsole": (),
+    "clawnsole.__main__": ("clawnsole.cli.main",),
+    "clawnsole.cli": ("typer", "clawnsole.cli."),
+}
+
+
+def _starts_fast(module: str) -> tuple[str, ...] | None:
+    if module in IMPORTED_ON_IMPORT:
+        return IMPORTED_ON_IMPORT[module]
+    return IMPORTED_ON_IMPORT["clawnsole.cli"] if module.startswith("clawnsole.cli.") else None
+
+
+@pytest.mark.parametrize(
+    ("module", "path"),
+    [(m, p) for m, p in _modules() if _starts_fast(m) is not None],
+    ids=[m for m, _ in _modules() if _starts_fast(m) is not None],
+)
+def test_command_line_modules_import_the_library_only_inside_the_commands_that_use_it(module: str, path: Path) -> None:
+    allowed = _starts_fast(module) or ()
+    stdlib = sys.stdlib_module_names | {"__future__"}
+    bad = sorted(
+        name
+        for name in _imports_run_on_import(path)
+        if name.split(".")[0] not in stdlib and not any(name == a.rstrip(".") or name.startswith(a) for a in allowed)
+    )
+    assert not bad, f"{module} imports {bad} when it is imported; import them inside the function that uses them"
