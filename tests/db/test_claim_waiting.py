@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -13,6 +12,7 @@ import psycopg
 from clawnsole import WorkQueue
 from clawnsole.listen import Listener, claim_waiting
 from clawnsole.models import Item
+from tests.worker.helpers import wait_for
 
 SCHEMA = "clawnsole"
 
@@ -28,13 +28,6 @@ class CountingQueue(WorkQueue):
         items = super().claim_next(*args, **kwargs)
         self.empty_claims += not items
         return items
-
-
-def _wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.02)
 
 
 def _in_thread(queue: WorkQueue, listener: Listener, timeout: float) -> tuple[threading.Thread, dict[str, Any]]:
@@ -70,7 +63,7 @@ def test_a_due_item_locked_by_another_transaction_is_claimed_soon_after_the_lock
         locker.execute("SELECT id FROM clawnsole.items WHERE id = %s FOR UPDATE", [item_id])
         thread, outcome = _in_thread(queue, listener, timeout=20)
         try:
-            _wait_until(lambda: queue.empty_claims > 0, 10, "the first claim, which skips the locked row")
+            wait_for(lambda: queue.empty_claims > 0, 10, "the first claim, which skips the locked row")
             locker.commit()  # releases the row lock; nothing is notified
             # It looks again within a second whatever happens (0.25 s, then doubling up to 1 s).
             thread.join(2.5)
@@ -94,7 +87,7 @@ def test_an_item_enqueued_during_the_wait_is_claimed_at_once(db_url: str) -> Non
     ):
         thread, outcome = _in_thread(queue, listener, timeout=20)
         try:
-            _wait_until(lambda: queue.empty_claims > 0, 10, "the waiter to find nothing")
+            wait_for(lambda: queue.empty_claims > 0, 10, "the waiter to find nothing")
             with WorkQueue(db_url, schema=SCHEMA, agent="producer") as producer:
                 item_id = producer.enqueue("q", "arrives later").item.id
             thread.join(5)

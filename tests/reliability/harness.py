@@ -32,6 +32,7 @@ import psycopg
 
 from clawnsole import NewItem, WorkQueue
 from tests.conftest import SCHEMA, Cli
+from tests.worker.helpers import wait_for
 
 T = TypeVar("T")
 
@@ -42,18 +43,6 @@ FINISHED = ("done", "failed", "cancelled")
 
 # The events that end a holder's lease: after one of them another claim of the item is legitimate.
 LEASE_ENDS = ("lease_expired", "released", "failed", "retry_scheduled", "done", "cancelled", "requeued")
-
-
-def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
-    """Poll `predicate` until it returns something truthy; AssertionError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def connect(db_url: str) -> psycopg.Connection[tuple[Any, ...]]:
@@ -98,7 +87,7 @@ class WorkerProcess:
                 raise AssertionError(f"worker {self.agent} exited ({self.process.returncode}) before {event}: {tail}")
             return seen
 
-        return wait_until(found, timeout, f"{event} {fields} from {self.agent}")[0]
+        return wait_for(found, timeout, f"{event} {fields} from {self.agent}")[0]
 
     def alive(self) -> bool:
         return self.process.poll() is None

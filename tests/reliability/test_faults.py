@@ -29,8 +29,8 @@ from tests.reliability.harness import (
     listening_agents,
     terminate_worker_backends,
     wait_finished,
-    wait_until,
 )
+from tests.worker.helpers import wait_for
 
 pytestmark = pytest.mark.reliability
 
@@ -158,7 +158,7 @@ def test_terminated_backends_are_reconnected_and_notifications_resume(
         seconds = time.monotonic() - began
         alive = [w.agent for w in fleet.alive()]
         # Every listener is back, not only the one that happened to catch the last notification.
-        wait_until(lambda: listening_agents(db_url) >= set(alive), 15, "every worker to LISTEN again")
+        wait_for(lambda: listening_agents(db_url) >= set(alive), 15, "every worker to LISTEN again")
         codes = fleet.stop()
         _assert_no_worker_died_inside(fleet)
     with connect(db_url) as conn:

@@ -18,7 +18,7 @@ import pytest
 from clawnsole import WorkQueue
 from tests.conftest import SCHEMA
 from tests.reliability.conftest import ReliabilityReport, Scale
-from tests.reliability.harness import Analysis, Fleet, WorkerProcess, analyse, connect, enqueue_load, wait_until
+from tests.reliability.harness import Analysis, Fleet, WorkerProcess, analyse, connect, enqueue_load
 from tests.reliability.private_cluster import (
     binaries_missing,
     connections_by_worker,
@@ -27,6 +27,7 @@ from tests.reliability.private_cluster import (
     reconnected_since,
     require_alive,
 )
+from tests.worker.helpers import wait_for
 
 pytestmark = pytest.mark.reliability
 
@@ -161,7 +162,7 @@ def test_workers_ride_out_a_database_restart_and_every_item_is_done_exactly_once
         with Fleet(url, tmp_path, queues=(queue,), concurrency=8, lease="5") as fleet:
             running = [fleet.start(slot, ready=False) for slot in ("restart-a", "restart-b", "restart-c")]
             agents = [w.agent for w in running]
-            wait_until(
+            wait_for(
                 lambda: require_alive(running) and done_count(url, queue) >= count // 5,
                 60,
                 f"{count // 5} items done before the fault",
@@ -170,7 +171,7 @@ def test_workers_ride_out_a_database_restart_and_every_item_is_done_exactly_once
             cluster.stop()
             went_down = time.monotonic()
             # Down for DOWNTIME at least, and until every worker has noticed (it logs each failed attempt).
-            wait_until(
+            wait_for(
                 lambda: (
                     require_alive(running)
                     and time.monotonic() - went_down >= DOWNTIME
@@ -182,7 +183,7 @@ def test_workers_ride_out_a_database_restart_and_every_item_is_done_exactly_once
             cluster.start()
             returned = cluster.server_started_at("faults")  # the database's clock, like the event history's
 
-            wait_until(
+            wait_for(
                 lambda: require_alive(running) and done_count(url, queue) == count,
                 90,
                 f"all {count} items done after the restart",
@@ -194,7 +195,7 @@ def test_workers_ride_out_a_database_restart_and_every_item_is_done_exactly_once
                 back = reconnected_since(url, returned)
                 return back if back.keys() >= set(agents) else {}
 
-            wait_until(all_back, 45, "every worker to reconnect")
+            wait_for(all_back, 45, "every worker to reconnect")
             alive = {w.agent: w.alive() for w in running}
             codes = fleet.stop()
         first_claim = _first_event_after(url, "claimed", returned)
@@ -254,7 +255,7 @@ def test_workers_beyond_the_connection_limit_wait_their_turn_and_finish_the_rest
             admitted = [first.start(slot, ready=False) for slot in ("first-a", "first-b")]
             # Every connection of the first two is open (the finisher's after its first outcome, the
             # heartbeat's after its first beat) before anyone else asks for one.
-            wait_until(
+            wait_for(
                 lambda: (
                     require_alive(admitted)
                     and all(connections_by_worker(url).get(w.agent, 0) >= WORKER_CONNECTIONS for w in admitted)
@@ -264,7 +265,7 @@ def test_workers_beyond_the_connection_limit_wait_their_turn_and_finish_the_rest
             )
             turned_away = [later.start(slot, ready=False) for slot in ("waiting-c", "waiting-d")]
             waiting = [w.agent for w in turned_away]
-            wait_until(
+            wait_for(
                 lambda: require_alive(turned_away) and all(_refusals(w) for w in turned_away),
                 30,
                 "the extra workers to log that no connection slot is left",
@@ -272,7 +273,7 @@ def test_workers_beyond_the_connection_limit_wait_their_turn_and_finish_the_rest
             claimed_by_waiting_early = _by(url, "claimed", waiting)
             left = count - done_count(url, queue)  # the first two still finish what they hold when stopped
             first_codes = {w.agent: w.terminate() for w in admitted}
-            wait_until(
+            wait_for(
                 lambda: require_alive(turned_away) and done_count(url, queue) == count,
                 90,
                 f"all {count} items done",
