@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     )
     from clawnsole.models import Enqueued, Event, Item, NewItem, QueueCount
     from clawnsole.queue import AsyncWorkQueue, WorkQueue
-    from clawnsole.schedule_models import ImportReport, Schedule, ScheduleDef, ScheduleRun, TickReport
-    from clawnsole.schedules import AsyncSchedules, Schedules
+    from clawnsole.schedules.api import AsyncSchedules, Schedules
+    from clawnsole.schedules.models import ImportReport, Schedule, ScheduleDef, ScheduleRun, TickReport
 
 _WHERE = {
     "clawnsole.errors": (
@@ -35,8 +35,8 @@ _WHERE = {
     ),
     "clawnsole.models": ("Enqueued", "Event", "Item", "NewItem", "QueueCount"),
     "clawnsole.queue": ("AsyncWorkQueue", "WorkQueue"),
-    "clawnsole.schedule_models": ("ImportReport", "Schedule", "ScheduleDef", "ScheduleRun", "TickReport"),
-    "clawnsole.schedules": ("AsyncSchedules", "Schedules"),
+    "clawnsole.schedules.models": ("ImportReport", "Schedule", "ScheduleDef", "ScheduleRun", "TickReport"),
+    "clawnsole.schedules.api": ("AsyncSchedules", "Schedules"),
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 

@@ -22,7 +22,7 @@ from clawnsole.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from clawnsole.schedule_models import Schedule
+    from clawnsole.schedules.models import Schedule
 
 _NAMES_HELP = "An unknown NAME exits 4 (not found); a NAME taken on add exits 2."
 schedule_app = typer.Typer(
@@ -66,7 +66,7 @@ def _agent() -> str | None:
 
 def _row(schedule: Schedule) -> dict[str, Any]:
     """One line of `schedule list`: the next run in the schedule's own zone and in UTC."""
-    from clawnsole import scheduler
+    from clawnsole.schedules import fire_times
 
     zone = schedule.timing.zone
     active = schedule.status == "active"
@@ -74,11 +74,11 @@ def _row(schedule: Schedule) -> dict[str, Any]:
         "name": schedule.name,
         "status": schedule.status,
         "queue": schedule.queue,
-        "when": schedule.cron or f"every {scheduler.format_interval(schedule.interval_seconds or 0)}",
+        "when": schedule.cron or f"every {fire_times.format_interval(schedule.interval_seconds or 0)}",
         "timezone": schedule.timezone,
         "description": schedule.describe(),
         "next_run": schedule.next_run_at.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z") if active else "-",
-        "next_run_utc": scheduler.utc_iso(schedule.next_run_at) if active else "-",
+        "next_run_utc": fire_times.utc_iso(schedule.next_run_at) if active else "-",
         "runs": schedule.run_count,
         "errors": schedule.error_count,
     }
@@ -108,7 +108,7 @@ def add(
     schema: Schema = None,
 ) -> None:
     """Create a schedule (give --cron EXPR [--timezone TZ] or --every DURATION). Prints it as JSON."""
-    from clawnsole.schedules import Schedules
+    from clawnsole.schedules.api import Schedules
 
     instructions, payload = text_options(instructions, instructions_file, payload, payload_file)
     options: dict[str, Any] = {
@@ -152,7 +152,7 @@ def update(
     A new --cron, --every or --timezone re-times it from now; --active resumes it from its next window.
     """
     from clawnsole import validate
-    from clawnsole.schedules import Schedules
+    from clawnsole.schedules.api import Schedules
 
     instructions, payload = text_options(instructions, instructions_file, payload, payload_file)
     with open_queue(database_url, schema, agent=_agent()) as wq:
@@ -175,7 +175,7 @@ def list_(
     schema: Schema = None,
 ) -> None:
     """List schedules: next run in the schedule's zone and in UTC, and what the timing means."""
-    from clawnsole.schedules import Schedules
+    from clawnsole.schedules.api import Schedules
 
     with open_queue(database_url, schema) as wq:
         schedules = Schedules(wq).list(status)
@@ -197,8 +197,8 @@ def show(
     schema: Schema = None,
 ) -> None:
     """Show a schedule as JSON: its next runs, and its recent runs with the items they created."""
-    from clawnsole import scheduler
-    from clawnsole.schedules import Schedules
+    from clawnsole.schedules import fire_times
+    from clawnsole.schedules.api import Schedules
 
     with open_queue(database_url, schema) as wq:
         schedules = Schedules(wq)
@@ -207,15 +207,15 @@ def show(
     upcoming = []
     if schedule.status == "active":
         first = schedule.next_run_at
-        later = scheduler.upcoming(schedule.timing, first, 4, anchor=first)
+        later = fire_times.upcoming(schedule.timing, first, 4, anchor=first)
         zone = schedule.timing.zone
-        upcoming = [{"utc": scheduler.utc_iso(t), "local": t.astimezone(zone).isoformat()} for t in [first, *later]]
+        upcoming = [{"utc": fire_times.utc_iso(t), "local": t.astimezone(zone).isoformat()} for t in [first, *later]]
     print_json(schedule.to_json() | {"upcoming": upcoming, "recent_runs": [r.to_json() for r in recent]})
 
 
 def _print_changed(name: str, database_url: str | None, schema: str | None, action: str) -> None:
     """Run one by-name change of the Schedules API (pause, resume, remove) and print the schedule."""
-    from clawnsole.schedules import Schedules
+    from clawnsole.schedules.api import Schedules
 
     with open_queue(database_url, schema) as wq:
         schedule = getattr(Schedules(wq), action)(name)
@@ -247,7 +247,7 @@ def remove(name: Name, database_url: DatabaseUrl = None, schema: Schema = None) 
 @handle_errors
 def run_now(name: Name, database_url: DatabaseUrl = None, schema: Schema = None) -> None:
     """Enqueue the schedule's item now (paused or not), under a key of its own: schedule:NAME:run-now:TIME."""
-    from clawnsole.schedules import Schedules
+    from clawnsole.schedules.api import Schedules
 
     with open_queue(database_url, schema, agent=_agent()) as wq:
         outcome = Schedules(wq).run_now(name)
@@ -265,8 +265,8 @@ def import_(
     schema: Schema = None,
 ) -> None:
     """Create or update schedules by name from YAML, all or nothing (running it twice changes nothing)."""
-    from clawnsole.schedule_file import parse
-    from clawnsole.schedules import Schedules
+    from clawnsole.schedules.api import Schedules
+    from clawnsole.schedules.file import parse
 
     definitions = parse(read_text_arg(file, "file", _MAX_FILE), "<stdin>" if file == "-" else file)
     with open_queue(database_url, schema) as wq:
@@ -296,8 +296,8 @@ def export(
 ) -> None:
     """Print every schedule as YAML that `schedule import` reads back unchanged."""
     from clawnsole.errors import InvalidInput
-    from clawnsole.schedule_file import dump
-    from clawnsole.schedules import Schedules
+    from clawnsole.schedules.api import Schedules
+    from clawnsole.schedules.file import dump
 
     with open_queue(database_url, schema) as wq:
         text = dump(Schedules(wq).export())
@@ -328,7 +328,7 @@ def run(
     import signal
     import threading
 
-    from clawnsole.scheduler_runtime import run_scheduler
+    from clawnsole.schedules.runtime import run_scheduler
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     conninfo, schema_name = resolve(database_url, schema)
@@ -347,7 +347,7 @@ def run(
 @handle_errors
 def tick(database_url: DatabaseUrl = None, schema: Schema = None) -> None:
     """Fire every due schedule once and exit (for cron: `* * * * * clawnsole scheduler tick`). Prints JSON."""
-    from clawnsole.scheduler_runtime import tick as tick_once
+    from clawnsole.schedules.runtime import tick as tick_once
 
     conninfo, schema_name = resolve(database_url, schema)
     print_json(tick_once(conninfo, schema_name).to_json())

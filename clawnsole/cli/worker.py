@@ -310,7 +310,7 @@ def _scheduler() -> Callable[[str, str, threading.Event], None]:
     from clawnsole.errors import InvalidInput
 
     try:
-        module = importlib.import_module("clawnsole.scheduler_runtime")
+        module = importlib.import_module("clawnsole.schedules.runtime")
         run: Callable[[str, str, threading.Event], None] = module.run_scheduler
     except (ImportError, AttributeError) as error:
         raise InvalidInput("with-scheduler", f"the scheduler is not available in this installation ({error})") from None

@@ -27,8 +27,8 @@ from psycopg import sql
 
 from clawnsole import AsyncWorkQueue, NewItem, WorkQueue
 from clawnsole.errors import InvalidInput, NotFound
-from clawnsole.schedule_models import ScheduleDef
-from clawnsole.schedules import Schedules
+from clawnsole.schedules.api import Schedules
+from clawnsole.schedules.models import ScheduleDef
 from tests.conftest import Cli
 
 SCHEMA = "clawnsole"
@@ -551,7 +551,7 @@ YAML_CASES: dict[str, tuple[bytes, str]] = {
 
 @pytest.mark.parametrize(("document", "names"), YAML_CASES.values(), ids=YAML_CASES.keys())
 def test_a_hostile_schedules_file_is_refused_as_bad_input_quickly(document: bytes, names: str) -> None:
-    from clawnsole.schedule_file import parse
+    from clawnsole.schedules.file import parse
 
     started = time.monotonic()
     with pytest.raises(InvalidInput) as caught:

@@ -13,12 +13,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from clawnsole import WorkQueue, schedule_ops, scheduler_runtime
+from clawnsole import WorkQueue
 from clawnsole.errors import Conflict, LeaseLost
 from clawnsole.models import Enqueued, Item
 from clawnsole.ops import Op, Step
-from clawnsole.schedule_models import TickReport
-from clawnsole.schedules import Schedules
+from clawnsole.schedules import ops as schedule_ops
+from clawnsole.schedules import runtime as scheduler_runtime
+from clawnsole.schedules.api import Schedules
+from clawnsole.schedules.models import TickReport
 
 SCHEMA = "clawnsole"
 ROUNDS = 50

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from clawnsole.queue import WorkQueue
-from clawnsole.schedules import Schedules
+from clawnsole.schedules.api import Schedules
 
 
 @pytest.fixture

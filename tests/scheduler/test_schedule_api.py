@@ -10,8 +10,8 @@ import pytest
 
 from clawnsole import InvalidInput, NotFound, WorkQueue
 from clawnsole.queue import AsyncWorkQueue
-from clawnsole.schedule_models import ScheduleDef
-from clawnsole.schedules import AsyncSchedules, Schedules
+from clawnsole.schedules.api import AsyncSchedules, Schedules
+from clawnsole.schedules.models import ScheduleDef
 from tests.scheduler.conftest import sql
 
 NOW = datetime(2026, 11, 21, 9, 20, 7, 123456, tzinfo=UTC)

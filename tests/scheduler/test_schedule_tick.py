@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from clawnsole import WorkQueue
-from clawnsole.schedules import Schedules
+from clawnsole.schedules.api import Schedules
 from tests.scheduler.conftest import sql
 
 NOW = datetime(2026, 11, 21, 9, 20, tzinfo=UTC)

@@ -11,8 +11,8 @@ import pytest
 
 from clawnsole import WorkQueue
 from clawnsole.listen import Listener
-from clawnsole.scheduler_runtime import APPLICATION_NAME, run_scheduler
-from clawnsole.schedules import Schedules
+from clawnsole.schedules.api import Schedules
+from clawnsole.schedules.runtime import APPLICATION_NAME, run_scheduler
 from tests.scheduler.conftest import sql
 
 

@@ -20,8 +20,6 @@ FORBIDDEN = {
     "clawnsole.errors": ("typer", "psycopg", "clawnsole."),
     "clawnsole.config": ("typer", "psycopg", "clawnsole.cli"),
     "clawnsole.worker": ("typer", "clawnsole.cli"),
-    "clawnsole.scheduler": ("typer", "clawnsole.cli", "clawnsole.worker"),
-    "clawnsole.schedule": ("typer", "clawnsole.cli", "clawnsole.worker"),
     "clawnsole.schedules": ("typer", "clawnsole.cli", "clawnsole.worker"),
     "clawnsole.embedded": ("typer", "clawnsole.cli", "clawnsole.worker"),
     "clawnsole.listen": ("typer", "clawnsole.cli", "clawnsole.worker"),

@@ -7,8 +7,8 @@ import textwrap
 import pytest
 
 from clawnsole.errors import InvalidInput
-from clawnsole.schedule_file import dump, parse
-from clawnsole.schedule_models import ScheduleDef
+from clawnsole.schedules.file import dump, parse
+from clawnsole.schedules.models import ScheduleDef
 
 ISSUE_EXAMPLE = """\
 schedules:

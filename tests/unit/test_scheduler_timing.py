@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from clawnsole import scheduler
 from clawnsole.errors import InvalidInput
-from clawnsole.scheduler import Timing, due_windows, next_fire, previous_fire
+from clawnsole.schedules import fire_times
+from clawnsole.schedules.fire_times import Timing, due_windows, next_fire, previous_fire
 
 
 def utc(*args: int) -> datetime:
@@ -16,7 +16,7 @@ def utc(*args: int) -> datetime:
 
 
 def cron(expression: str, zone: str = "UTC") -> Timing:
-    return scheduler.timing(expression, zone, None)
+    return fire_times.timing(expression, zone, None)
 
 
 def fires(timing: Timing, start: datetime, end: datetime) -> list[datetime]:
@@ -45,38 +45,38 @@ def fires(timing: Timing, start: datetime, end: datetime) -> list[datetime]:
 )
 def test_cron_expressions_other_than_five_valid_fields_are_rejected(expression: str, message: str) -> None:
     with pytest.raises(InvalidInput, match=message) as raised:
-        scheduler.parse_cron(expression)
+        fire_times.parse_cron(expression)
     assert raised.value.field == "cron"
 
 
 def test_cron_whitespace_is_normalised() -> None:
-    assert scheduler.parse_cron("  0   9 * *  1-5 ") == "0 9 * * 1-5"
+    assert fire_times.parse_cron("  0   9 * *  1-5 ") == "0 9 * * 1-5"
 
 
 def test_unknown_time_zones_are_rejected() -> None:
     for name in ("Mars/Base", "", "../../etc/passwd"):
         with pytest.raises(InvalidInput) as raised:
-            scheduler.parse_timezone(name)
+            fire_times.parse_timezone(name)
         assert raised.value.field == "timezone"
 
 
 @pytest.mark.parametrize("value", [0, -5, "0s", "-5m", "1.5s", 0.5, "soon", True])
 def test_intervals_must_be_whole_positive_seconds(value: object) -> None:
     with pytest.raises(InvalidInput) as raised:
-        scheduler.parse_interval(value)  # type: ignore[arg-type]
+        fire_times.parse_interval(value)  # type: ignore[arg-type]
     assert raised.value.field == "every"
 
 
 def test_intervals_read_durations() -> None:
-    assert [scheduler.parse_interval(v) for v in ("15m", "90", 90, "2h", "1d")] == [900, 90, 90, 7200, 86400]
+    assert [fire_times.parse_interval(v) for v in ("15m", "90", 90, "2h", "1d")] == [900, 90, 90, 7200, 86400]
 
 
 def test_a_schedule_is_either_cron_or_interval() -> None:
     with pytest.raises(InvalidInput, match="not both"):
-        scheduler.timing("0 * * * *", None, "15m")
+        fire_times.timing("0 * * * *", None, "15m")
     with pytest.raises(InvalidInput, match="give a cron expression"):
-        scheduler.timing(None, None, None)
-    assert scheduler.timing(None, None, "15m") == Timing(None, "UTC", 900)
+        fire_times.timing(None, None, None)
+    assert fire_times.timing(None, None, "15m") == Timing(None, "UTC", 900)
 
 
 # --- cron across daylight saving time --------------------------------------------------------------------
@@ -193,14 +193,14 @@ def test_next_and_previous_fire_agree_with_the_rule_spelled_out(expression: str,
 
 
 def test_an_interval_schedule_first_fires_one_interval_after_it_is_added() -> None:
-    every = scheduler.timing(None, None, "15m")
-    assert scheduler.first_run(every, utc(2026, 11, 21, 9, 0, 12) + timedelta(microseconds=345)) == utc(
+    every = fire_times.timing(None, None, "15m")
+    assert fire_times.first_run(every, utc(2026, 11, 21, 9, 0, 12) + timedelta(microseconds=345)) == utc(
         2026, 11, 21, 9, 15, 12
     )
 
 
 def test_interval_fire_times_follow_the_schedule_not_the_run() -> None:
-    every = scheduler.timing(None, None, "1h")
+    every = fire_times.timing(None, None, "1h")
     anchor = utc(2026, 11, 21, 9, 0, 12)
     # A tick that runs late (09:40) still puts the next window on the grid (10:00:12).
     assert next_fire(every, utc(2026, 11, 21, 9, 40), anchor=anchor) == utc(2026, 11, 21, 10, 0, 12)
@@ -209,13 +209,13 @@ def test_interval_fire_times_follow_the_schedule_not_the_run() -> None:
 
 
 def test_resuming_an_interval_schedule_keeps_its_phase() -> None:
-    every = scheduler.timing(None, None, "1h")
-    assert scheduler.resume_run(every, utc(2026, 1, 1, 0, 30), utc(2026, 1, 3, 7, 45)) == utc(2026, 1, 3, 8, 30)
+    every = fire_times.timing(None, None, "1h")
+    assert fire_times.resume_run(every, utc(2026, 1, 1, 0, 30), utc(2026, 1, 3, 7, 45)) == utc(2026, 1, 3, 8, 30)
 
 
 def test_a_cron_schedule_first_fires_at_its_next_match() -> None:
-    assert scheduler.first_run(cron("0 * * * *"), utc(2026, 11, 21, 9, 0)) == utc(2026, 11, 21, 10)
-    assert scheduler.first_run(cron("0 * * * *"), utc(2026, 11, 21, 9, 0, 1)) == utc(2026, 11, 21, 10)
+    assert fire_times.first_run(cron("0 * * * *"), utc(2026, 11, 21, 9, 0)) == utc(2026, 11, 21, 10)
+    assert fire_times.first_run(cron("0 * * * *"), utc(2026, 11, 21, 9, 0, 1)) == utc(2026, 11, 21, 10)
 
 
 # --- catch-up --------------------------------------------------------------------------------------------
@@ -227,7 +227,7 @@ BACK_AT = utc(2026, 11, 21, 9, 20)  # windows 03:00 … 09:00 were missed
 
 
 def test_on_time_every_policy_fires_the_one_due_window() -> None:
-    for policy in scheduler.CATCH_UP_POLICIES:
+    for policy in fire_times.CATCH_UP_POLICIES:
         plan = due_windows(HOURLY, utc(2026, 11, 21, 9), utc(2026, 11, 21, 9, 0, 2), policy)
         assert plan.fire == [utc(2026, 11, 21, 9)]
         assert plan.missed_from is None
@@ -250,9 +250,9 @@ def test_catch_up_all_fires_every_missed_window() -> None:
 def test_catch_up_all_is_capped_at_the_most_recent_windows() -> None:
     every_minute = cron("* * * * *")
     plan = due_windows(every_minute, utc(2026, 11, 21, 0), utc(2026, 11, 21, 5), "all")
-    assert len(plan.fire) == scheduler.CATCH_UP_LIMIT
+    assert len(plan.fire) == fire_times.CATCH_UP_LIMIT
     assert plan.fire[-1] == utc(2026, 11, 21, 5)
-    assert plan.fire[0] == utc(2026, 11, 21, 5) - timedelta(minutes=scheduler.CATCH_UP_LIMIT - 1)
+    assert plan.fire[0] == utc(2026, 11, 21, 5) - timedelta(minutes=fire_times.CATCH_UP_LIMIT - 1)
     assert plan.missed_from == utc(2026, 11, 21, 0)
 
 
@@ -269,7 +269,7 @@ def test_catch_up_none_still_fires_a_window_that_is_only_a_little_late() -> None
 
 
 def test_catch_up_on_an_interval_schedule_uses_its_grid() -> None:
-    every = scheduler.timing(None, None, "15m")
+    every = fire_times.timing(None, None, "15m")
     plan = due_windows(every, utc(2026, 11, 21, 8, 5), utc(2026, 11, 21, 9, 0), "all")
     assert plan.fire == [
         utc(2026, 11, 21, 8, 5),
@@ -289,9 +289,9 @@ def test_a_schedule_not_yet_due_fires_nothing() -> None:
 
 
 def test_the_dedupe_key_names_the_schedule_and_the_window_in_utc() -> None:
-    berlin_ten = datetime(2026, 11, 21, 10, tzinfo=scheduler.parse_timezone("Europe/Berlin"))
-    assert scheduler.dedupe_key("hourly-pr-review", berlin_ten) == "schedule:hourly-pr-review:2026-11-21T09:00:00Z"
-    assert scheduler.run_now_key("x", utc(2026, 1, 2, 3, 4, 5)) == "schedule:x:run-now:2026-01-02T03:04:05Z"
+    berlin_ten = datetime(2026, 11, 21, 10, tzinfo=fire_times.parse_timezone("Europe/Berlin"))
+    assert fire_times.dedupe_key("hourly-pr-review", berlin_ten) == "schedule:hourly-pr-review:2026-11-21T09:00:00Z"
+    assert fire_times.run_now_key("x", utc(2026, 1, 2, 3, 4, 5)) == "schedule:x:run-now:2026-01-02T03:04:05Z"
 
 
 @pytest.mark.parametrize(
@@ -309,9 +309,9 @@ def test_the_dedupe_key_names_the_schedule_and_the_window_in_utc() -> None:
     ],
 )
 def test_timings_are_described_for_people(timing: Timing, text: str) -> None:
-    assert scheduler.describe(timing) == text
+    assert fire_times.describe(timing) == text
 
 
 def test_intervals_format_back_to_what_they_parse_from() -> None:
     for seconds in (1, 90, 900, 3600, 5400, 86400, 172800):
-        assert scheduler.parse_interval(scheduler.format_interval(seconds)) == seconds
+        assert fire_times.parse_interval(fire_times.format_interval(seconds)) == seconds

@@ -43,7 +43,7 @@ NOT_FOR_A_QUEUE_COMMAND = (
     "yaml",
     "rich",
     "clawnsole.worker",
-    "clawnsole.schedule",  # and schedule_models, schedule_ops, schedule_file, schedules, scheduler…
+    "clawnsole.schedules",  # the whole package: fire_times, models, file, ops, api, runtime
     "clawnsole.listen",
     "clawnsole.embedded",
     "clawnsole.bench",

@@ -121,11 +121,11 @@ def test_a_trailing_newline_does_not_make_a_name(check: object, value: str) -> N
 
 
 def test_a_schedule_name_with_a_trailing_newline_is_refused() -> None:
-    from clawnsole import scheduler
+    from clawnsole.schedules import fire_times
 
-    assert scheduler.schedule_name("nightly") == "nightly"
+    assert fire_times.schedule_name("nightly") == "nightly"
     with pytest.raises(InvalidInput) as caught:
-        scheduler.schedule_name("nightly\n")
+        fire_times.schedule_name("nightly\n")
     assert caught.value.field == "name"
 
 

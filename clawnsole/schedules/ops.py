@@ -15,11 +15,12 @@ from typing import Any, TypeAlias, TypeVar
 
 from psycopg.types.json import Jsonb
 
-from clawnsole import ops, scheduler
+from clawnsole import ops
 from clawnsole.errors import ClawnsoleError, InvalidInput, NotFound
 from clawnsole.models import Enqueued
 from clawnsole.ops import Op, Step
-from clawnsole.schedule_models import (
+from clawnsole.schedules import fire_times
+from clawnsole.schedules.models import (
     Fired,
     ImportReport,
     Schedule,
@@ -81,7 +82,7 @@ def add(definition: ScheduleDef, *, now: datetime | None = None) -> Op[Schedule]
     """Create a schedule; its first run is its next fire time (an interval's: one interval from now)."""
     checked = definition.checked()
     at = yield from _clock(now)
-    rows = yield Step("schedule_insert", _row_params(checked, scheduler.first_run(checked.timing, at), now))
+    rows = yield Step("schedule_insert", _row_params(checked, fire_times.first_run(checked.timing, at), now))
     if not rows:
         # The issue's bad-input table puts a taken name on add with bad input (exit 2), not conflict.
         raise InvalidInput("name", f"a schedule named {checked.name!r} already exists")
@@ -99,9 +100,9 @@ def _rewrite(current: Schedule, new: ScheduleDef, now: datetime | None) -> Op[Sc
     )
     next_run_at = current.next_run_at
     if retimed:
-        next_run_at = scheduler.first_run(new.timing, at)
+        next_run_at = fire_times.first_run(new.timing, at)
     elif "status" in changed and new.status == "active":
-        next_run_at = scheduler.resume_run(new.timing, current.next_run_at, at)
+        next_run_at = fire_times.resume_run(new.timing, current.next_run_at, at)
     rows = yield Step("schedule_update", _row_params(new, next_run_at, now) | {"id": current.id})
     return Schedule.from_row(rows[0])
 
@@ -115,7 +116,7 @@ def changed_definition(current: ScheduleDef, changes: Mapping[str, Any]) -> Sche
     if "cron" in updates and "every" in updates:
         raise InvalidInput("schedule", "give either a cron expression or an interval (every), not both")
     if "every" in updates:
-        updates["interval_seconds"] = scheduler.parse_interval(updates.pop("every"))
+        updates["interval_seconds"] = fire_times.parse_interval(updates.pop("every"))
         updates["cron"] = None
     elif "cron" in updates:
         updates["interval_seconds"] = None
@@ -157,7 +158,7 @@ def get(name: str) -> Op[Schedule]:
 def list_schedules(status: str | None = None) -> Op[list[Schedule]]:
     """Every schedule by name, optionally only the active or the paused ones."""
     if status is not None:
-        scheduler.parse_choice(status, "status", scheduler.SCHEDULE_STATUSES)
+        fire_times.parse_choice(status, "status", fire_times.SCHEDULE_STATUSES)
     rows = yield Step("schedule_list", {"status": status})
     return [Schedule.from_row(r) for r in rows]
 
@@ -259,7 +260,7 @@ def run_now(name: str, *, agent: str, now: datetime | None = None) -> Op[Enqueue
     """Enqueue a schedule's item immediately, paused or not, under its own key (never a window's)."""
     schedule = yield from _locked(name)
     at = yield from _clock(now)
-    outcome = yield from _enqueue(schedule, scheduler.run_now_key(schedule.name, at))
+    outcome = yield from _enqueue(schedule, fire_times.run_now_key(schedule.name, at))
     yield from _record(
         schedule.id, [(at, "run_now" if outcome.created else "duplicate", outcome.item.id, None)], agent, now
     )
@@ -298,10 +299,10 @@ def fire(schedule_id: int, *, agent: str, now: datetime | None = None) -> Op[Fir
     schedule = Schedule.from_row(rows[0])
     at: datetime = rows[0]["now"]
     last_status: str | None = rows[0]["last_item_status"]
-    windows = scheduler.due_windows(schedule.timing, schedule.next_run_at, at, schedule.catch_up)
+    windows = fire_times.due_windows(schedule.timing, schedule.next_run_at, at, schedule.catch_up)
     log: list[_LogEntry] = []
     if windows.missed_from is not None:
-        until = None if windows.missed_until is None else scheduler.utc_iso(windows.missed_until)
+        until = None if windows.missed_until is None else fire_times.utc_iso(windows.missed_until)
         log.append((windows.missed_from, "missed", None, {"until": until, "catch_up": schedule.catch_up}))
     enqueued: list[tuple[datetime, int]] = []
     duplicates: list[tuple[datetime, int]] = []
@@ -315,7 +316,7 @@ def fire(schedule_id: int, *, agent: str, now: datetime | None = None) -> Op[Fir
             log.append((fire_at, "skipped", None, {"open_item": last_item or schedule.last_item_id}))
             continue
         try:
-            outcome = yield from _enqueue(schedule, scheduler.dedupe_key(schedule.name, fire_at))
+            outcome = yield from _enqueue(schedule, fire_times.dedupe_key(schedule.name, fire_at))
         except ClawnsoleError as failure:
             # Raised by the enqueue's own checks before any statement ran (e.g. a bad target queue), so
             # the transaction is intact: record it and advance; later windows would fail the same way.
@@ -355,7 +356,7 @@ def record_error(schedule_id: int, message: str, *, agent: str, now: datetime | 
         return None
     schedule = Schedule.from_row(rows[0])
     at: datetime = rows[0]["now"]
-    windows = scheduler.due_windows(schedule.timing, schedule.next_run_at, at, schedule.catch_up)
+    windows = fire_times.due_windows(schedule.timing, schedule.next_run_at, at, schedule.catch_up)
     fire_at = windows.fire[-1] if windows.fire else schedule.next_run_at
     detail = {"error": message, "windows": max(len(windows.fire), 1)}
     yield from _record(schedule.id, [(fire_at, "error", None, detail)], agent, now)

@@ -1,6 +1,6 @@
 """`Schedules` (sync) and `AsyncSchedules` (asyncio): recurring enqueues, driven through a work queue.
 
-Both are thin: every method runs one operation of `schedule_ops` through the queue's `run` (one
+Both are thin: every method runs one operation of `clawnsole.schedules.ops` through the queue's `run` (one
 transaction each), so an application or an agent tool can create, pause, resume, remove and list
 schedules with exactly the logic the CLI uses.
 
@@ -18,11 +18,11 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from clawnsole import schedule_ops
 from clawnsole.errors import ClawnsoleError, DatabaseUnavailable
 from clawnsole.models import Enqueued
 from clawnsole.queue import AsyncWorkQueue, WorkQueue, notify_channel
-from clawnsole.schedule_models import ImportReport, Schedule, ScheduleDef, ScheduleRun, TickReport
+from clawnsole.schedules import ops as schedule_ops
+from clawnsole.schedules.models import ImportReport, Schedule, ScheduleDef, ScheduleRun, TickReport
 
 T = TypeVar("T")
 
@@ -51,9 +51,10 @@ def definition(
     description: str | None = None,
 ) -> ScheduleDef:
     """A checked `ScheduleDef` from keyword options (the shape of `schedule add`)."""
-    from clawnsole import scheduler, validate
+    from clawnsole import validate
+    from clawnsole.schedules import fire_times
 
-    when = scheduler.timing(cron, timezone, every)
+    when = fire_times.timing(cron, timezone, every)
     return ScheduleDef(
         name=name,
         queue=queue,

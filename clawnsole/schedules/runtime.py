@@ -2,7 +2,7 @@
 
 `run_scheduler` is the daemon (`clawnsole scheduler run`, and the side task of `worker-loop
 --with-scheduler`); `tick` is one pass (`clawnsole scheduler tick`, for cron). Both are safe to run many
-times over on many machines: each window's item is enqueued exactly once (see `schedule_ops.fire`).
+times over on many machines: each window's item is enqueued exactly once (see `clawnsole.schedules.ops.fire`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from clawnsole.db.connect import connect
 from clawnsole.errors import DatabaseUnavailable, SchemaMissing
 from clawnsole.listen import Listener
 from clawnsole.queue import WorkQueue, default_agent
-from clawnsole.schedule_models import TickReport
-from clawnsole.schedules import Schedules, schedule_channel
+from clawnsole.schedules.api import Schedules, schedule_channel
+from clawnsole.schedules.models import TickReport
 
 log = logging.getLogger("clawnsole.scheduler")
 

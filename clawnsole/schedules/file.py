@@ -20,9 +20,9 @@ from typing import Any
 
 import yaml
 
-from clawnsole import scheduler
 from clawnsole.errors import InvalidInput
-from clawnsole.schedule_models import ScheduleDef
+from clawnsole.schedules import fire_times
+from clawnsole.schedules.models import ScheduleDef
 
 # Keys of one entry, in the order `dump` writes them.
 KEYS = (
@@ -147,7 +147,7 @@ def _entry(entry: Any, index: int, source: str) -> ScheduleDef:
     if payload is not None and not isinstance(payload, dict):
         raise InvalidInput(f"{source}: line {line_of('input')}", f"{label}: `input` must be a mapping")
     try:
-        when = scheduler.timing(entry.get("schedule"), timezone, entry.get("every"))
+        when = fire_times.timing(entry.get("schedule"), timezone, entry.get("every"))
         return ScheduleDef(
             name=entry["name"],
             queue=entry["queue"],
@@ -181,7 +181,7 @@ def to_entry(definition: ScheduleDef) -> dict[str, Any]:
         "schedule": definition.cron,
         "every": None
         if definition.interval_seconds is None
-        else scheduler.format_interval(definition.interval_seconds),
+        else fire_times.format_interval(definition.interval_seconds),
         "timezone": definition.timezone,
         "enabled": definition.status == "active",
         "priority": definition.priority,

@@ -6,9 +6,10 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
 
-from clawnsole import scheduler, validate
+from clawnsole import validate
 from clawnsole.errors import InvalidInput
 from clawnsole.models import jsonable
+from clawnsole.schedules import fire_times
 
 # The fields of a definition that decide when it fires: changing one re-times the schedule.
 TIMING_FIELDS = ("cron", "timezone", "interval_seconds")
@@ -35,8 +36,8 @@ class ScheduleDef:
     description: str | None = None
 
     @property
-    def timing(self) -> scheduler.Timing:
-        return scheduler.Timing(self.cron, self.timezone, self.interval_seconds)
+    def timing(self) -> fire_times.Timing:
+        return fire_times.Timing(self.cron, self.timezone, self.interval_seconds)
 
     def changed_fields(self, other: ScheduleDef) -> list[str]:
         """The names of the fields whose values differ from `other`'s."""
@@ -44,7 +45,7 @@ class ScheduleDef:
 
     def checked(self) -> ScheduleDef:
         """This definition validated and normalised; raises InvalidInput naming the first bad field."""
-        when = scheduler.timing(
+        when = fire_times.timing(
             self.cron,
             # Checked here: the time zone lookup is cached, and an unhashable value would be a TypeError.
             None if self.timezone is None else _text(self.timezone, "timezone"),
@@ -52,7 +53,7 @@ class ScheduleDef:
         )
         return replace(
             self,
-            name=scheduler.schedule_name(self.name),
+            name=fire_times.schedule_name(self.name),
             queue=validate.queue_name(_text(self.queue, "queue")),
             title=validate.title(_text(self.title, "title")),
             cron=when.cron,
@@ -67,9 +68,9 @@ class ScheduleDef:
             max_attempts=validate.positive_int(
                 _integer(self.max_attempts, "max_attempts"), "max_attempts", maximum=1000
             ),
-            catch_up=scheduler.parse_choice(self.catch_up, "catch_up", scheduler.CATCH_UP_POLICIES),
-            overlap=scheduler.parse_choice(self.overlap, "overlap", scheduler.OVERLAP_POLICIES),
-            status=scheduler.parse_choice(self.status, "status", scheduler.SCHEDULE_STATUSES),
+            catch_up=fire_times.parse_choice(self.catch_up, "catch_up", fire_times.CATCH_UP_POLICIES),
+            overlap=fire_times.parse_choice(self.overlap, "overlap", fire_times.OVERLAP_POLICIES),
+            status=fire_times.parse_choice(self.status, "status", fire_times.SCHEDULE_STATUSES),
             description=validate.optional_text(_optional_text(self.description, "description"), "description", 10_000),
         )
 
@@ -135,8 +136,8 @@ class Schedule:
         return cls(**{f.name: row[f.name] for f in fields(cls)})
 
     @property
-    def timing(self) -> scheduler.Timing:
-        return scheduler.Timing(self.cron, self.timezone, self.interval_seconds)
+    def timing(self) -> fire_times.Timing:
+        return fire_times.Timing(self.cron, self.timezone, self.interval_seconds)
 
     @property
     def definition(self) -> ScheduleDef:
@@ -145,16 +146,16 @@ class Schedule:
 
     def describe(self) -> str:
         """A human description of when it fires ('At 09:00, Monday through Friday')."""
-        return scheduler.describe(self.timing)
+        return fire_times.describe(self.timing)
 
     def to_json(self, *, with_instructions: bool = True) -> dict[str, Any]:
         """A JSON-ready dict, with the timing described and the next run shown in its own zone too."""
         data: dict[str, Any] = jsonable(asdict(self))
         if not with_instructions:
             data.pop("instructions")
-        data["every"] = None if self.interval_seconds is None else scheduler.format_interval(self.interval_seconds)
+        data["every"] = None if self.interval_seconds is None else fire_times.format_interval(self.interval_seconds)
         data["description_of_timing"] = self.describe()
-        data["next_run_utc"] = scheduler.utc_iso(self.next_run_at)
+        data["next_run_utc"] = fire_times.utc_iso(self.next_run_at)
         data["next_run_local"] = self.next_run_at.astimezone(self.timing.zone).isoformat()
         return data
 
@@ -197,12 +198,12 @@ class Fired:
     def to_json(self) -> dict[str, Any]:
         return {
             "schedule": self.schedule,
-            "enqueued": [{"fire_at": scheduler.utc_iso(t), "item_id": i} for t, i in self.enqueued],
-            "duplicates": [{"fire_at": scheduler.utc_iso(t), "item_id": i} for t, i in self.duplicates],
-            "skipped": [scheduler.utc_iso(t) for t in self.skipped],
-            "missed_from": None if self.missed_from is None else scheduler.utc_iso(self.missed_from),
+            "enqueued": [{"fire_at": fire_times.utc_iso(t), "item_id": i} for t, i in self.enqueued],
+            "duplicates": [{"fire_at": fire_times.utc_iso(t), "item_id": i} for t, i in self.duplicates],
+            "skipped": [fire_times.utc_iso(t) for t in self.skipped],
+            "missed_from": None if self.missed_from is None else fire_times.utc_iso(self.missed_from),
             "error": self.error,
-            "next_run_at": scheduler.utc_iso(self.next_run_at),
+            "next_run_at": fire_times.utc_iso(self.next_run_at),
         }
 
 
