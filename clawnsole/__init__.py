@@ -9,6 +9,8 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from clawnsole.deadletters.api import AsyncDeadLetters, DeadLetters
+    from clawnsole.dependencies.api import AsyncDependencies, Dependencies
     from clawnsole.errors import (
         ClawnsoleError,
         Conflict,
@@ -16,10 +18,12 @@ if TYPE_CHECKING:
         InvalidInput,
         LeaseLost,
         NotFound,
+        QueueDraining,
         SchemaMissing,
     )
     from clawnsole.models import Enqueued, Event, Item, NewItem, QueueCount
     from clawnsole.queue import AsyncWorkQueue, WorkQueue
+    from clawnsole.queues.api import AsyncQueues, Queues
     from clawnsole.schedules.api import AsyncSchedules, Schedules
     from clawnsole.schedules.models import ImportReport, Schedule, ScheduleDef, ScheduleRun, TickReport
 
@@ -31,21 +35,30 @@ _WHERE = {
         "InvalidInput",
         "LeaseLost",
         "NotFound",
+        "QueueDraining",
         "SchemaMissing",
     ),
     "clawnsole.models": ("Enqueued", "Event", "Item", "NewItem", "QueueCount"),
     "clawnsole.queue": ("AsyncWorkQueue", "WorkQueue"),
     "clawnsole.schedules.models": ("ImportReport", "Schedule", "ScheduleDef", "ScheduleRun", "TickReport"),
     "clawnsole.schedules.api": ("AsyncSchedules", "Schedules"),
+    "clawnsole.deadletters.api": ("AsyncDeadLetters", "DeadLetters"),
+    "clawnsole.dependencies.api": ("AsyncDependencies", "Dependencies"),
+    "clawnsole.queues.api": ("AsyncQueues", "Queues"),
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
 __all__ = [
+    "AsyncDeadLetters",
+    "AsyncDependencies",
+    "AsyncQueues",
     "AsyncSchedules",
     "AsyncWorkQueue",
     "ClawnsoleError",
     "Conflict",
     "DatabaseUnavailable",
+    "DeadLetters",
+    "Dependencies",
     "Enqueued",
     "Event",
     "ImportReport",
@@ -55,6 +68,8 @@ __all__ = [
     "NewItem",
     "NotFound",
     "QueueCount",
+    "QueueDraining",
+    "Queues",
     "Schedule",
     "ScheduleDef",
     "ScheduleRun",

@@ -30,6 +30,15 @@ class LeaseLost(Conflict):
     """The caller no longer holds the item's lease: another worker claimed it, or it was recovered."""
 
 
+class QueueDraining(Conflict):
+    """The queue is draining (`clawnsole queue drain`): enqueues are refused until it is resumed; nothing was
+    written."""
+
+    def __init__(self, queue: str) -> None:
+        super().__init__(f"queue {queue} is draining: enqueues are refused until `clawnsole queue resume {queue}`")
+        self.queue = queue
+
+
 class NotFound(ClawnsoleError):
     """No item (or schedule) has that id or name."""
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-STATUSES = ("pending", "claimed", "done", "failed", "cancelled")
+# `waiting`: enqueued after prerequisites that are not all done yet (see docs/dependencies.md).
+STATUSES = ("waiting", "pending", "claimed", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")
 
 
@@ -51,6 +53,8 @@ class Item:
     updated_at: datetime
     claimed_at: datetime | None
     finished_at: datetime | None
+    # Free-form JSON the producer attached (`--metadata`); None when none was given.
+    metadata: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Item:
@@ -74,6 +78,8 @@ class Enqueued:
 
     item: Item
     created: bool
+    # Why a new item did not start pending, when that needs saying (e.g. "prerequisite 12 failed").
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,13 +103,18 @@ class Event:
 
 @dataclass(frozen=True)
 class QueueCount:
-    """How many items a queue has in one status, with the age of its oldest due pending item."""
+    """How many items a queue has in one status, with the age of its oldest due pending item; also how many
+    of them by kind ("(none)" for no kind) and by priority, and how many finished ones still hold their dedupe
+    key in its cooldown."""
 
     queue: str
     status: str
     items: int
     oldest_pending_seconds: float | None
     expired_leases: int
+    dedupe_in_cooldown: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+    by_priority: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,3 +134,7 @@ class NewItem:
     max_attempts: int = 3
     backoff: float = 10.0
     lease: float = 300.0
+    # Ids of existing items this one runs after (it waits until they are all done).
+    after: Sequence[int] = ()
+    # Free-form JSON object stored with the item (at most 64 KiB).
+    metadata: dict[str, Any] | None = None

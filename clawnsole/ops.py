@@ -11,12 +11,12 @@ import json
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, NoReturn, TypeAlias, TypeVar
 
 from psycopg.types.json import Jsonb
 
-from clawnsole import validate
-from clawnsole.errors import Conflict, InvalidInput, LeaseLost, NotFound
+from clawnsole import item_options, validate
+from clawnsole.errors import Conflict, InvalidInput, LeaseLost, NotFound, QueueDraining
 from clawnsole.models import FINISHED, Enqueued, Event, Item, NewItem, QueueCount
 
 Row = dict[str, Any]
@@ -47,25 +47,41 @@ def enqueue(
     payload: dict[str, Any] | str | None = None,
     priority: int | str = 50,
     dedupe_key: str | None = None,
+    key: dict[str, Any] | str | None = None,
     cooldown: float | str | None = None,
     run_at: datetime | str | None = None,
     delay: float | str | None = None,
     max_attempts: int = 3,
     backoff: float | str = 10.0,
     lease: float | str = 300.0,
+    after: Iterable[int] | None = None,
+    metadata: dict[str, Any] | str | None = None,
 ) -> Op[Enqueued]:
-    """Add one item; with a dedupe key, return the item already holding it instead (created=False)."""
+    """Add one item; with a dedupe key, return the item already holding it instead (created=False).
+
+    `key` derives the dedupe key from these key fields (see `item_options.key_from_fields`). With `after`
+    (ids of existing items) the item waits until they are all done, or is cancelled at once when one of them
+    already failed or was cancelled (`Enqueued.note` says which). Refused with QueueDraining in a draining
+    queue and NotFound for an unknown prerequisite, writing nothing.
+    """
     if run_at is not None and delay is not None:
         raise InvalidInput("run_at", "give either a run time or a delay, not both")
+    if key is not None:
+        if dedupe_key is not None:
+            raise InvalidInput("key", "give either key fields or a dedupe key, not both")
+        dedupe_key = item_options.key_from_fields(key)
     dedupe_key = validate.dedupe_key(dedupe_key)
     if cooldown is not None and dedupe_key is None:
         raise InvalidInput("cooldown", "only applies to items with a dedupe key")
-    params = {
+    checked_metadata = item_options.metadata(metadata)
+    prerequisites = item_options.prerequisites(after)
+    params: dict[str, Any] = {
         "queue": validate.queue_name(queue),
         "title": validate.title(title),
         "kind": validate.kind(kind),
         "instructions": validate.optional_text(instructions, "instructions", validate.MAX_PAYLOAD_BYTES),
         "payload": Jsonb(validate.payload(payload if payload is not None else {})),
+        "metadata": None if checked_metadata is None else Jsonb(checked_metadata),
         "priority": validate.priority(priority),
         "dedupe_key": dedupe_key,
         "cooldown": None if cooldown is None else validate.duration(cooldown, "cooldown", allow_zero=True),
@@ -76,27 +92,46 @@ def enqueue(
         "lease": validate.duration(lease, "lease"),
         "agent": None if agent is None else validate.agent(agent),
     }
+    # Items without prerequisites keep the plain statement: the hot path never locks or probes for chains.
+    statement = "item_enqueue"
+    if prerequisites:
+        statement = "item_enqueue_after"
+        params["after"] = prerequisites
     release = dedupe_key is not None
     for _ in range(_ENQUEUE_TRIES):
         if release:
             yield Step("item_dedupe_release", params)
-        rows = yield Step("item_enqueue", params)
+        rows = yield Step(statement, params)
+        if rows and rows[0]["refused"] is not None:
+            _refuse(rows[0], params["queue"])
         # A holder that finished (and whose cooldown ran out) after the release step still holds the key:
         # release it again and retry, rather than hand back an item the cooldown has already let go of.
         release = bool(rows) and bool(rows[0]["cooled"])
         if rows and not release:
-            return Enqueued(Item.from_row(rows[0]), bool(rows[0]["created"]))
+            return Enqueued(Item.from_row(rows[0]), bool(rows[0]["created"]), rows[0].get("note"))
     raise Conflict(f"dedupe key {dedupe_key!r} kept changing hands; try again")
 
 
+def _refuse(row: Row, queue: str) -> NoReturn:
+    """Raise what an enqueue statement that wrote nothing said (`refused`: missing or draining)."""
+    if row.get("refused") == "missing":
+        raise NotFound(f"no item with id {row['missing']} (a prerequisite given in after)")
+    raise QueueDraining(row.get("draining") or queue)
+
+
 def enqueue_many(items: Sequence[NewItem], *, agent: str | None) -> Op[list[int]]:
-    """Add a batch of items (no dedupe keys) in one statement; returns their ids in order."""
+    """Add a batch of items (no dedupe keys) in one statement, all or nothing; returns their ids in order.
+
+    Items with `after` wait for those (existing) items as `enqueue` does. A draining queue in the batch
+    refuses it all (QueueDraining), an unknown prerequisite too (NotFound).
+    """
     if not items:
         return []
     # Names and settings repeat across a batch: each distinct one is checked once.
     names: set[tuple[str, str | None]] = set()
     settings: dict[tuple[Any, ...], tuple[int, int, float, float]] = {}
     batch: list[dict[str, Any]] = []
+    chained = False
     for index, item in enumerate(items):
         try:
             if (item.queue, item.kind) not in names:
@@ -127,12 +162,20 @@ def enqueue_many(items: Sequence[NewItem], *, agent: str | None) -> Op[list[int]
                 )
             if item.payload:
                 row["payload"] = validate.payload(item.payload)
+            if item.metadata is not None:
+                row["metadata"] = item_options.metadata(item.metadata)
             if item.run_at is not None:
                 row["run_at"] = validate.timestamp(item.run_at, "run_at").isoformat()
+            if item.after:
+                row["after"] = item_options.prerequisites(item.after)
+                chained = True
             batch.append(row)
         except InvalidInput as error:
             raise InvalidInput(f"items[{index}].{error.field}", error.message) from None
-    rows = yield Step("item_enqueue_many", {"items": json.dumps(batch), "agent": agent})
+    params = {"items": json.dumps(batch), "agent": agent, "queues": sorted({q for q, _ in names})}
+    rows = yield Step("item_enqueue_many_after" if chained else "item_enqueue_many", params)
+    if rows and rows[0]["id"] is None:  # nothing was inserted: the one row says why
+        _refuse(rows[0], items[0].queue)
     return [int(r["id"]) for r in rows]
 
 
@@ -269,7 +312,7 @@ def fail(
 
 
 def cancel(item_id: int, *, agent: str | None, reason: str | None = None) -> Op[Item]:
-    """Cancel a pending item."""
+    """Cancel a pending or waiting item; the items waiting for it are cancelled too (transitively)."""
     params = {
         "id": validate.item_id(item_id),
         "agent": agent,
@@ -280,12 +323,13 @@ def cancel(item_id: int, *, agent: str | None, reason: str | None = None) -> Op[
         current = yield Step("item_get", {"id": item_id})
         if not current:
             raise NotFound(f"no item with id {item_id}")
-        raise Conflict(f"item {item_id} is {current[0]['status']}; only pending items can be cancelled")
+        raise Conflict(f"item {item_id} is {current[0]['status']}; only pending or waiting items can be cancelled")
     return Item.from_row(rows[0])
 
 
 def retry(item_id: int, *, agent: str | None) -> Op[Item]:
-    """Requeue a failed or cancelled item with fresh attempts."""
+    """Requeue a failed or cancelled item with fresh attempts: pending, or waiting while some of its
+    prerequisites are not done."""
     rows = yield Step("item_requeue", {"id": validate.item_id(item_id), "agent": agent})
     if not rows:
         current = yield Step("item_get", {"id": item_id})
@@ -303,12 +347,16 @@ def get(item_id: int) -> Op[Item]:
     return Item.from_row(rows[0])
 
 
-def list_items(queue: str | None = None, status: str | None = None, limit: int = 100) -> Op[list[Item]]:
-    """Items, newest first, optionally of one queue and one status."""
+def list_items(
+    queue: str | None = None, status: str | None = None, limit: int = 100, metadata: dict[str, Any] | None = None
+) -> Op[list[Item]]:
+    """Items, newest first, optionally of one queue and one status, and whose metadata contains `metadata`."""
+    wanted = item_options.metadata(metadata)
     params = {
         "queue": None if queue is None else validate.queue_name(queue),
         "status": validate.status(status),
         "limit": validate.positive_int(limit, "limit", maximum=100_000),
+        "metadata": None if not wanted else Jsonb(wanted),
     }
     rows = yield Step("item_list", params)
     return [Item.from_row(r) for r in rows]
@@ -322,7 +370,7 @@ def history(item_id: int) -> Op[list[Event]]:
 
 
 def status(queue: str | None = None) -> Op[list[QueueCount]]:
-    """Counts per queue and status."""
+    """Counts per queue and status, with counts by kind and priority and the dedupe keys in cooldown."""
     rows = yield Step("queue_status", {"queue": None if queue is None else validate.queue_name(queue)})
     return [
         QueueCount(
@@ -331,6 +379,10 @@ def status(queue: str | None = None) -> Op[list[QueueCount]]:
             int(r["items"]),
             None if r["oldest_pending_seconds"] is None else float(r["oldest_pending_seconds"]),
             int(r["expired_leases"]),
+            int(r["dedupe_in_cooldown"]),
+            {k: int(v) for k, v in r["by_kind"].items()},
+            # By priority, highest first (jsonb orders its keys by length, then bytes).
+            {k: int(v) for k, v in sorted(r["by_priority"].items(), key=lambda kv: -int(kv[0]))},
         )
         for r in rows
     ]

@@ -213,8 +213,14 @@ class WorkQueue(_Core):
             if conn is not None:
                 yield conn
             elif isinstance(self._source, psycopg.Connection):
-                with self._source.transaction():
+                # An autocommit connection (an application's own) needs no block around every operation:
+                # `run` opens its own, `run_steps` statements commit by themselves. BEGIN and COMMIT around
+                # each one were two more round trips: a single enqueue took twice the raw statement's time.
+                if self._source.autocommit:
                     yield self._source
+                else:
+                    with self._source.transaction():
+                        yield self._source
             else:
                 if self._pool is None:
                     raise ClawnsoleError("the work queue is not open: use `with WorkQueue(...)` or call open()")
@@ -273,7 +279,7 @@ class WorkQueue(_Core):
         try:
             return attempt()
         except DatabaseUnavailable as error:
-            if conn is not None or options.get("dedupe_key") is None:
+            if conn is not None or (options.get("dedupe_key") is None and options.get("key") is None):
                 raise self._enqueue_error(error, retried=False) from None
         # Only once a keyed enqueue lost its connection: the common path does not import the retry library.
         from tenacity import Retrying
@@ -366,20 +372,27 @@ class WorkQueue(_Core):
         )
 
     def cancel(self, item_id: int, *, reason: str | None = None, conn: psycopg.Connection[Any] | None = None) -> Item:
-        """Cancel a pending item."""
+        """Cancel a pending or waiting item (and, transitively, what waits for it)."""
         return self.run_steps(ops.cancel(item_id, agent=self.agent, reason=reason), conn)
 
     def retry(self, item_id: int, *, conn: psycopg.Connection[Any] | None = None) -> Item:
-        """Requeue a failed or cancelled item."""
+        """Requeue a failed or cancelled item (waiting again while a prerequisite is not done)."""
         return self.run_steps(ops.retry(item_id, agent=self.agent), conn)
 
     def get(self, item_id: int, *, conn: psycopg.Connection[Any] | None = None) -> Item:
         """One item by id."""
         return self.run_steps(ops.get(item_id), conn)
 
-    def list(self, queue: str | None = None, status: str | None = None, limit: int = 100) -> builtins.list[Item]:
-        """Items, newest first."""
-        return self.run_steps(ops.list_items(queue, status, limit))
+    def list(
+        self,
+        queue: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        *,
+        metadata: dict[str, Any] | None = None,
+    ) -> builtins.list[Item]:
+        """Items, newest first (`metadata`: only those whose metadata contains these keys and values)."""
+        return self.run_steps(ops.list_items(queue, status, limit, metadata))
 
     def history(self, item_id: int) -> builtins.list[Event]:
         """An item's events, oldest first."""
@@ -452,8 +465,11 @@ class AsyncWorkQueue(_Core):
             if conn is not None:
                 yield conn
             elif isinstance(self._source, psycopg.AsyncConnection):
-                async with self._source.transaction():
+                if self._source.autocommit:  # see WorkQueue._connection
                     yield self._source
+                else:
+                    async with self._source.transaction():
+                        yield self._source
             else:
                 if self._pool is None:
                     raise ClawnsoleError("the work queue is not open: use `async with AsyncWorkQueue(...)`")
@@ -507,7 +523,7 @@ class AsyncWorkQueue(_Core):
         try:
             return await attempt()
         except DatabaseUnavailable as error:
-            if conn is not None or options.get("dedupe_key") is None:
+            if conn is not None or (options.get("dedupe_key") is None and options.get("key") is None):
                 raise self._enqueue_error(error, retried=False) from None
         from tenacity import AsyncRetrying
 
@@ -601,20 +617,27 @@ class AsyncWorkQueue(_Core):
     async def cancel(
         self, item_id: int, *, reason: str | None = None, conn: psycopg.AsyncConnection[Any] | None = None
     ) -> Item:
-        """Cancel a pending item."""
+        """Cancel a pending or waiting item (and, transitively, what waits for it)."""
         return await self.run_steps(ops.cancel(item_id, agent=self.agent, reason=reason), conn)
 
     async def retry(self, item_id: int, *, conn: psycopg.AsyncConnection[Any] | None = None) -> Item:
-        """Requeue a failed or cancelled item."""
+        """Requeue a failed or cancelled item (waiting again while a prerequisite is not done)."""
         return await self.run_steps(ops.retry(item_id, agent=self.agent), conn)
 
     async def get(self, item_id: int, *, conn: psycopg.AsyncConnection[Any] | None = None) -> Item:
         """One item by id."""
         return await self.run_steps(ops.get(item_id), conn)
 
-    async def list(self, queue: str | None = None, status: str | None = None, limit: int = 100) -> builtins.list[Item]:
-        """Items, newest first."""
-        return await self.run_steps(ops.list_items(queue, status, limit))
+    async def list(
+        self,
+        queue: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        *,
+        metadata: dict[str, Any] | None = None,
+    ) -> builtins.list[Item]:
+        """Items, newest first (`metadata`: only those whose metadata contains these keys and values)."""
+        return await self.run_steps(ops.list_items(queue, status, limit, metadata))
 
     async def history(self, item_id: int) -> builtins.list[Event]:
         """An item's events, oldest first."""

@@ -185,7 +185,9 @@ class Cli:
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         return env | extra
 
-    def __call__(self, *args: str, input: str | None = None, timeout: float = 60, **env: str) -> CliResult:
+    def __call__(
+        self, *args: str, input: str | None = None, timeout: float = 60, cwd: Path | None = None, **env: str
+    ) -> CliResult:
         done = subprocess.run(
             [sys.executable, "-m", "clawnsole", *args],
             input=input,
@@ -193,6 +195,7 @@ class Cli:
             text=True,
             timeout=timeout,
             env=self.env(**env),
+            cwd=cwd,  # handler modules are imported from the working directory
         )
         return CliResult(done.returncode, done.stdout, done.stderr)
 

@@ -142,12 +142,13 @@ def resolve(url: str | None, schema: str | None) -> tuple[str, str]:
 
 @contextmanager
 def open_queue(url: str | None, schema: str | None, agent: str | None = None) -> Iterator[WorkQueue]:
-    """A WorkQueue on one connection: a command runs a few statements and exits, so no pool."""
+    """A WorkQueue on one connection: a command runs a few statements and exits, so no pool. Autocommit,
+    as the queue's own pool is: each item statement commits by itself, with no BEGIN and COMMIT round trips."""
     from clawnsole.db.connect import connect
     from clawnsole.queue import WorkQueue
 
     conninfo, schema_name = resolve(url, schema)
-    with connect(conninfo) as conn:
+    with connect(conninfo, autocommit=True) as conn:
         yield WorkQueue(conn, schema=schema_name, agent=agent).open()
 
 

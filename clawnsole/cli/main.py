@@ -15,6 +15,7 @@ from typer.main import get_command_name
 
 from clawnsole.cli.bench import bench_command
 from clawnsole.cli.common import EXIT_CODES_HELP, DatabaseUrl, Schema, handle_errors, print_table
+from clawnsole.cli.incidents import doctor_command, explain_claim_command, workers_command
 
 if TYPE_CHECKING:
     from typer.models import CommandInfo
@@ -31,6 +32,10 @@ GROUPS: dict[str, tuple[str, str]] = {
     "schedule": ("clawnsole.cli.schedule", "schedule_app"),
     "scheduler": ("clawnsole.cli.schedule", "scheduler_app"),
     "handlers": ("clawnsole.cli.worker", "handlers_app"),
+    "queue": ("clawnsole.cli.queue", "app"),
+    "dlq": ("clawnsole.cli.dlq", "app"),
+    "leases": ("clawnsole.cli.incidents", "leases_app"),
+    "alert": ("clawnsole.cli.alert", "app"),
 }
 
 
@@ -67,7 +72,13 @@ def migrate(
 
 
 # The top-level commands, in the order `clawnsole --help` lists them.
-COMMANDS: dict[str, Callable[..., None]] = {"bench": bench_command, "migrate": migrate}
+COMMANDS: dict[str, Callable[..., None]] = {
+    "bench": bench_command,
+    "migrate": migrate,
+    "workers": workers_command,
+    "doctor": doctor_command,
+    "explain-claim": explain_claim_command,
+}
 
 
 def build_app(argv: Sequence[str] | None = None) -> typer.Typer:

@@ -88,8 +88,12 @@ def _row(schedule: Schedule) -> dict[str, Any]:
 @handle_errors
 def add(
     name: Name,
-    queue: Annotated[str, typer.Option("--queue", help="Queue the items go to.")],
-    title: Annotated[str, typer.Option("--title", help="Title of each item.")],
+    queue: Annotated[
+        str | None, typer.Option("--queue", help="Queue the items go to (required but with --system).")
+    ] = None,
+    title: Annotated[
+        str | None, typer.Option("--title", help="Title of each item (required but with --system).")
+    ] = None,
     instructions: Instructions = None,
     instructions_file: InstructionsFile = None,
     kind: Kind = None,
@@ -104,17 +108,30 @@ def add(
     overlap: Overlap = None,
     paused: Annotated[bool, typer.Option("--paused", help="Create it paused (resume to start).")] = False,
     description: Description = None,
+    system: Annotated[
+        str | None,
+        typer.Option(
+            "--system", help="A job Clawnsole runs itself: cleanup (with --older-than), run by the scheduler."
+        ),
+    ] = None,
+    older_than: Annotated[
+        str | None, typer.Option("--older-than", help="--system cleanup: delete items finished longer ago (30d).")
+    ] = None,
     database_url: DatabaseUrl = None,
     schema: Schema = None,
 ) -> None:
-    """Create a schedule (give --cron EXPR [--timezone TZ] or --every DURATION). Prints it as JSON."""
+    """Create a schedule (give --cron EXPR [--timezone TZ] or --every DURATION). Prints it as JSON.
+
+    `--system cleanup --older-than 30d` makes a recurring cleanup: its items go to the reserved `clawnsole`
+    queue and the scheduler (`scheduler run`/`tick`, `worker-loop --with-scheduler`) runs them itself.
+    """
     from clawnsole.schedules.api import Schedules
 
     instructions, payload = text_options(instructions, instructions_file, payload, payload_file)
     options: dict[str, Any] = {
         "queue": queue, "title": title, "cron": cron, "every": every, "timezone": timezone,
         "instructions": instructions, "kind": kind, "payload": payload, "priority": priority,
-        "paused": paused, "description": description,
+        "paused": paused, "description": description, "system": system, "older_than": older_than,
     }  # fmt: skip
     for key, value in (("max_attempts", max_attempts), ("catch_up", catch_up), ("overlap", overlap)):
         if value is not None:
@@ -317,6 +334,9 @@ def run(
     max_sleep: Annotated[
         float, typer.Option("--max-sleep", help="Look at least this often (seconds), NOTIFY or not.")
     ] = 60.0,
+    with_alerts: Annotated[
+        bool, typer.Option("--with-alerts", help="Also evaluate alert rules and deliver notices in this process.")
+    ] = False,
     database_url: DatabaseUrl = None,
     schema: Schema = None,
 ) -> None:
@@ -331,6 +351,11 @@ def run(
     from clawnsole.schedules.runtime import run_scheduler
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    channels = None
+    if with_alerts:
+        from clawnsole.alerts.channels import Channels
+
+        channels = Channels.from_environment()  # checked before connecting: a bad variable exits 2 at once
     conninfo, schema_name = resolve(database_url, schema)
     stop = threading.Event()
 
@@ -340,7 +365,30 @@ def run(
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    run_scheduler(conninfo, schema_name, stop, max_sleep=max_sleep)
+    if channels is None:
+        run_scheduler(conninfo, schema_name, stop, max_sleep=max_sleep)
+        return
+    from clawnsole.alerts.runtime import run_alerts
+
+    # The alert loops beside the scheduler; whichever ends first (by SIGTERM, or raising) stops the other.
+    failed: list[BaseException] = []
+
+    def alerts() -> None:
+        try:
+            run_alerts(conninfo, schema_name, stop=stop, channels=channels)
+        except BaseException as error:
+            failed.append(error)
+            stop.set()
+
+    side = threading.Thread(target=alerts, name="clawnsole-alerts", daemon=True)
+    side.start()
+    try:
+        run_scheduler(conninfo, schema_name, stop, max_sleep=max_sleep)
+    finally:
+        stop.set()
+        side.join()
+    if failed:
+        raise failed[0]
 
 
 @scheduler_app.command()

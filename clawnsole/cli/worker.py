@@ -115,6 +115,9 @@ def worker_loop(
     with_scheduler: Annotated[
         bool, typer.Option("--with-scheduler", help="Also run the recurring-enqueue scheduler in this process.")
     ] = False,
+    with_alerts: Annotated[
+        bool, typer.Option("--with-alerts", help="Also evaluate alert rules and deliver notices in this process.")
+    ] = False,
     database_url: DatabaseUrl = None,
     schema: Schema = None,
 ) -> None:
@@ -138,6 +141,7 @@ def worker_loop(
         log_format=log_format,
         refuse_root=refuse_root,
         with_scheduler=with_scheduler,
+        with_alerts=with_alerts,
         database_url=database_url,
         schema=schema,
     )
@@ -182,6 +186,7 @@ def worker_pass(
         log_format=log_format,
         refuse_root=refuse_root,
         with_scheduler=False,
+        with_alerts=False,
         database_url=database_url,
         schema=schema,
     )
@@ -207,6 +212,7 @@ def _run(
     log_format: str,
     refuse_root: bool,
     with_scheduler: bool,
+    with_alerts: bool = False,
     database_url: str | None,
     schema: str | None,
 ) -> None:
@@ -256,6 +262,7 @@ def _run(
         python_handler = Registry.from_module(handlers)
     argv = command_argv(exec_ or "", shell=shell) if exec_ else []
     run_scheduler = _scheduler() if with_scheduler else None
+    run_alerts = _alerts(log_format) if with_alerts else None
 
     conninfo, schema_name = resolve(database_url, schema)
     run_handler = python_handler or ExecHandler(
@@ -264,6 +271,8 @@ def _run(
     side_tasks = []
     if run_scheduler is not None:
         side_tasks.append(SideTask("scheduler", lambda stop: run_scheduler(conninfo, schema_name, stop)))
+    if run_alerts is not None:
+        side_tasks.append(SideTask("alerts", lambda stop: run_alerts(conninfo, schema_name, stop)))
     worker = Worker(
         conninfo,
         run_handler,
@@ -317,8 +326,24 @@ def _scheduler() -> Callable[[str, str, threading.Event], None]:
     return run
 
 
+def _alerts(log_format: str) -> Callable[[str, str, threading.Event], None]:
+    """The alert daemon's loops (evaluate and deliver), with the channels checked now: a malformed channel
+    variable fails the worker's start (exit 2), not its first notice."""
+    from clawnsole.alerts.channels import Channels
+    from clawnsole.alerts.runtime import configure_logging, run_alerts
+
+    channels = Channels.from_environment()
+    configure_logging(log_format)
+
+    def run(conninfo: str, schema: str, stop: threading.Event) -> None:
+        run_alerts(conninfo, schema, stop=stop, channels=channels)
+
+    return run
+
+
 handlers_app = typer.Typer(
-    help='Inspect handler registries (modules of @handler("kind") functions).', no_args_is_help=True
+    help='Handler registries (modules of @handler("kind") functions): list one, run one job now, write a new one.',
+    no_args_is_help=True,
 )
 
 
@@ -339,3 +364,9 @@ def list_handlers(
         print_json(rows)
     else:
         print_table(rows, ["kind", "handler", "description"])
+
+
+# `handlers run` and `handlers new` live in their own module; they import the runtime only when run.
+from clawnsole.cli import handlers as _handlers  # noqa: E402
+
+_handlers.register(handlers_app)

@@ -101,13 +101,41 @@ def enqueue(
     ] = None,
     run_at: Annotated[str | None, typer.Option("--run-at", help="Not before this ISO 8601 time.")] = None,
     delay: Annotated[str | None, typer.Option(help="Not before now + this duration (90, 15m, 2h).")] = None,
-    max_attempts: Annotated[int, typer.Option("--max-attempts", help="Attempts before dead-letter.")] = 3,
+    max_attempts: Annotated[
+        int | None, typer.Option("--max-attempts", help="Attempts before dead-letter [default: 3].", show_default=False)
+    ] = None,
+    retries: Annotated[
+        int | None, typer.Option(help="Retries after the first attempt (= --max-attempts N+1).", show_default=False)
+    ] = None,
     backoff: Annotated[str, typer.Option(help="Base retry delay; doubles per attempt, capped at 1h.")] = "10s",
     lease: Annotated[str, typer.Option(help="Default lease length for claims of this item.")] = "300",
+    after: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--after", help="Run only once item ID is done (repeatable); waits until then.", show_default=False
+        ),
+    ] = None,
+    metadata: Annotated[
+        str | None, typer.Option(help="JSON object stored with the item (at most 64 KiB; shown, filterable).")
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(help="JSON object of key fields: the dedupe key is derived from them, whatever their order."),
+    ] = None,
     database_url: DatabaseUrl = None,
     schema: Schema = None,
 ) -> None:
-    """Add a work item (idempotent with --dedupe-key). Prints the item as JSON with `created`."""
+    """Add a work item (idempotent with --dedupe-key or --key). Prints the item as JSON with `created`."""
+    from clawnsole import item_options
+    from clawnsole.errors import InvalidInput
+
+    if retries is not None and max_attempts is not None:
+        raise InvalidInput("retries", "give either --retries or --max-attempts, not both")
+    if key is not None and dedupe_key is not None:
+        raise InvalidInput("key", "give either --key or --dedupe-key, not both")
+    attempts = max_attempts if max_attempts is not None else 3
+    if retries is not None:
+        attempts = item_options.retries_to_max_attempts(retries)
     instructions, payload = text_options(instructions, instructions_file, payload, payload_file)
     with open_queue(database_url, schema) as wq:
         outcome = wq.enqueue(
@@ -118,14 +146,19 @@ def enqueue(
             payload=payload,
             priority=priority,
             dedupe_key=dedupe_key,
+            key=key,
             cooldown=cooldown,
             run_at=run_at,
             delay=delay,
-            max_attempts=max_attempts,
+            max_attempts=attempts,
             backoff=backoff,
             lease=lease,
+            after=after,
+            metadata=metadata,
             agent=os.environ.get("CLAWNSOLE_AGENT"),
         )
+    if outcome.created and outcome.note is not None:
+        typer.echo(f"clawnsole: warning: item {outcome.item.id} was cancelled at once: {outcome.note}", err=True)
     print_json(outcome.item.to_json() | {"created": outcome.created})
 
 
@@ -252,27 +285,41 @@ def show(
     database_url: DatabaseUrl = None,
     schema: Schema = None,
 ) -> None:
-    """Show one item with its history."""
+    """Show one item with its prerequisites and dependents (each with its status) and its history."""
+    from clawnsole.dependencies.api import Dependencies
+
     with open_queue(database_url, schema) as wq:
         wanted = _item_id(item_id, positional_id)
         item = wq.get(wanted)
+        links = Dependencies(wq).of(wanted)
         events = wq.history(wanted)
-    print_json(item.to_json() | {"history": [e.to_json() for e in events]})
+    print_json(item.to_json() | links.to_json() | {"history": [e.to_json() for e in events]})
 
 
 @app.command("list")
 @handle_errors
 def list_(
     queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
-    status: Annotated[str | None, typer.Option(help="pending, claimed, done, failed or cancelled.")] = None,
+    status: Annotated[str | None, typer.Option(help="waiting, pending, claimed, done, failed or cancelled.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many (newest first).")] = 100,
+    metadata: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metadata",
+            help="Only items whose metadata has KEY=VALUE (a string; KEY:=JSON for any JSON value). Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: AsJson = False,
     database_url: DatabaseUrl = None,
     schema: Schema = None,
 ) -> None:
     """List items, newest first."""
+    from clawnsole.cli.filters import metadata_filter
+
+    wanted = metadata_filter(metadata or [])
     with open_queue(database_url, schema) as wq:
-        items = wq.list(queue, status, limit)
+        items = wq.list(queue, status, limit, metadata=wanted)
     if as_json:
         print_json([i.to_json(with_instructions=False) for i in items])
         return
@@ -288,16 +335,24 @@ def status(
     database_url: DatabaseUrl = None,
     schema: Schema = None,
 ) -> None:
-    """Counts per queue and status, the oldest pending age, and expired leases."""
+    """Counts per queue and status (and by kind and priority), the oldest pending age, expired leases, and
+    the dedupe keys finished items still hold in their cooldown."""
     with open_queue(database_url, schema) as wq:
         counts = wq.status(queue)
     if as_json:
         print_json([c.to_json() for c in counts])
         return
-    print_table(
-        [c.to_json() for c in counts],
-        ["queue", "status", "items", "oldest_pending_seconds", "expired_leases"],
-    )
+
+    def spread(counted: dict[str, int]) -> str:
+        return " ".join(f"{name}={n}" for name, n in counted.items())
+
+    rows = [
+        c.to_json()
+        | {"in_cooldown": c.dedupe_in_cooldown, "kinds": spread(c.by_kind), "priorities": spread(c.by_priority)}
+        for c in counts
+    ]
+    columns = ["queue", "status", "items", "oldest_pending_seconds", "expired_leases", "in_cooldown"]
+    print_table(rows, [*columns, "kinds", "priorities"])
 
 
 @app.command()
@@ -309,7 +364,7 @@ def cancel(
     database_url: DatabaseUrl = None,
     schema: Schema = None,
 ) -> None:
-    """Cancel a pending item."""
+    """Cancel a pending or waiting item (what waits for it is cancelled too)."""
     with open_queue(database_url, schema) as wq:
         item = wq.cancel(_item_id(item_id, positional_id), reason=reason)
     print_json(item.to_json())
@@ -333,3 +388,8 @@ def retry(
 from clawnsole.cli import worker as _worker  # noqa: E402
 
 _worker.register(app)
+
+# Retention and the event history (cleanup, stats, tail): their own module, the library loaded when run.
+from clawnsole.cli import history as _history  # noqa: E402
+
+_history.register(app)

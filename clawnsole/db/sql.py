@@ -22,8 +22,20 @@ def _templates() -> dict[str, str]:
         for name, body in zip(parts[1::2], parts[2::2], strict=True):
             if name in statements:
                 raise RuntimeError(f"statement {name!r} is defined twice")
-            statements[name] = body.strip().rstrip(";")
+            statements[name] = _without_comments(body).strip().rstrip(";")
     return statements
+
+
+# A comment that ends a line of SQL: `--` after the code, with no quote after it (a literal never holds one).
+_TRAILING = re.compile(r"\s+--[^'\n]*$", re.MULTILINE)
+
+
+def _without_comments(body: str) -> str:
+    """The statement as sent: without its comment lines and trailing comments. The comments are for the
+    reader of the .sql file; sent, they only cost bytes — and psycopg caches its parse of a query only up to
+    4 KiB of text, so a long commented statement (the claim) was parsed again on every call."""
+    lines = (line for line in body.splitlines() if not line.lstrip().startswith("--"))
+    return _TRAILING.sub("", "\n".join(lines))
 
 
 @cache

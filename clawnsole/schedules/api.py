@@ -35,8 +35,8 @@ def schedule_channel(schema: str) -> str:
 def definition(
     name: str,
     *,
-    queue: str,
-    title: str,
+    queue: str | None = None,
+    title: str | None = None,
     cron: str | None = None,
     every: float | str | None = None,
     timezone: str | None = None,
@@ -49,11 +49,32 @@ def definition(
     overlap: str = "allow",
     paused: bool = False,
     description: str | None = None,
+    system: str | None = None,
+    older_than: float | str | None = None,
 ) -> ScheduleDef:
-    """A checked `ScheduleDef` from keyword options (the shape of `schedule add`)."""
-    from clawnsole import validate
-    from clawnsole.schedules import fire_times
+    """A checked `ScheduleDef` from keyword options (the shape of `schedule add`).
 
+    `system="cleanup"` (with `older_than`, e.g. "30d") makes a system schedule: its items go to the reserved
+    queue `clawnsole` as kind `clawnsole.cleanup`, and the scheduler runs them itself (`schedules.system`);
+    `payload` may add the cleanup's other options (statuses, queue, batch), `title` replaces the default one.
+    """
+    from clawnsole import validate
+    from clawnsole.errors import InvalidInput
+    from clawnsole.schedules import fire_times
+    from clawnsole.schedules.system import system_fields
+
+    if system is not None:
+        for field, value in (("queue", queue), ("kind", kind)):
+            if value is not None:
+                raise InvalidInput(field, "a system schedule's items go to the clawnsole queue with a kind of its own")
+        made = system_fields(system, older_than=older_than, payload=validate.payload(payload or {}))
+        queue, kind, payload, title = made["queue"], made["kind"], made["payload"], title or made["title"]
+    elif older_than is not None:
+        raise InvalidInput("older_than", "only applies to a system schedule (--system cleanup)")
+    if queue is None:
+        raise InvalidInput("queue", "missing: give the queue the items go to")
+    if title is None:
+        raise InvalidInput("title", "missing: give the items' title")
     when = fire_times.timing(cron, timezone, every)
     return ScheduleDef(
         name=name,

@@ -11,6 +11,10 @@ schedules:
     priority: 50
     description: optional
     input: {any: json}         # the item's payload
+
+The seed worker app's entries are read too: `jobId: maintenance.cleanup` with `input: {retentionDays: 30}` is
+the system schedule `--system cleanup --older-than 30d` (named `maintenance.cleanup` unless `name` says
+otherwise); see `clawnsole.schedules.system.seed_fields`.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import yaml
 from clawnsole.errors import InvalidInput
 from clawnsole.schedules import fire_times
 from clawnsole.schedules.models import ScheduleDef
+from clawnsole.schedules.system import seed_fields
 
 # Keys of one entry, in the order `dump` writes them.
 KEYS = (
@@ -43,6 +48,8 @@ KEYS = (
     "input",
 )
 _REQUIRED = ("name", "queue", "title")
+# Keys of the seed's scheduler.yaml read besides KEYS (never written back: export writes what they became).
+SEED_KEYS = ("jobId",)
 
 
 class _Mapping(dict[Any, Any]):
@@ -126,16 +133,22 @@ def _entry(entry: Any, index: int, source: str) -> ScheduleDef:
         raise InvalidInput(f"{source}: schedules[{index}]", "must be a mapping (name, queue, title, schedule, …)")
     label = f"schedules[{index}]" + (f" ({entry['name']!r})" if isinstance(entry.get("name"), str) else "")
     for key in entry:
-        if key not in KEYS:
+        if key not in KEYS and key not in SEED_KEYS:
             hint = difflib.get_close_matches(str(key), KEYS, n=1)
             suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
             raise InvalidInput(f"{source}: line {entry.key_lines[key]}", f"{label}: unknown key {key!r}{suggestion}")
-    for key in _REQUIRED:
-        if entry.get(key) is None:
-            raise InvalidInput(f"{source}: line {entry.line}", f"{label}: `{key}` is required")
 
     def line_of(key: str) -> int:
         return entry.key_lines.get(key, entry.line)
+
+    seeded = _seeded(entry, label, source, line_of)
+    for key in _REQUIRED:
+        if entry.get(key) is None and seeded.get(key) is None:
+            raise InvalidInput(f"{source}: line {entry.line}", f"{label}: `{key}` is required")
+
+    def get(key: str, default: Any = None) -> Any:
+        value = entry.get(key)
+        return seeded.get(key, default) if value is None else value
 
     enabled = entry.get("enabled", True)
     if not isinstance(enabled, bool):
@@ -143,20 +156,20 @@ def _entry(entry: Any, index: int, source: str) -> ScheduleDef:
     timezone = entry.get("timezone")
     if timezone is not None and not isinstance(timezone, str):
         raise InvalidInput(f"{source}: line {line_of('timezone')}", f"{label}: timezone: must be text such as UTC")
-    payload = entry.get("input")
+    payload = seeded["payload"] if seeded else entry.get("input")
     if payload is not None and not isinstance(payload, dict):
         raise InvalidInput(f"{source}: line {line_of('input')}", f"{label}: `input` must be a mapping")
     try:
         when = fire_times.timing(entry.get("schedule"), timezone, entry.get("every"))
         return ScheduleDef(
-            name=entry["name"],
-            queue=entry["queue"],
-            title=entry["title"],
+            name=get("name"),
+            queue=get("queue"),
+            title=get("title"),
             cron=when.cron,
             timezone=when.timezone,
             interval_seconds=when.interval_seconds,
             instructions=entry.get("instructions"),
-            kind=entry.get("kind"),
+            kind=get("kind"),
             payload=dict(payload or {}),
             priority=entry.get("priority", 50),
             max_attempts=entry.get("max_attempts", 3),
@@ -168,6 +181,23 @@ def _entry(entry: Any, index: int, source: str) -> ScheduleDef:
     except InvalidInput as error:
         key = {"cron": "schedule", "interval_seconds": "every", "payload": "input"}.get(error.field, error.field)
         raise InvalidInput(f"{source}: line {line_of(key)}", f"{label}: {key}: {error.message}") from None
+
+
+def _seeded(entry: _Mapping, label: str, source: str, line_of: Any) -> dict[str, Any]:
+    """The fields a seed entry's `jobId` (and its `input`) stand for; empty for an entry without one."""
+    job_id = entry.get("jobId")
+    if job_id is None:
+        return {}
+    if not isinstance(job_id, str):
+        raise InvalidInput(f"{source}: line {line_of('jobId')}", f"{label}: `jobId` must be text")
+    seed_input = entry.get("input")
+    if seed_input is not None and not isinstance(seed_input, dict):
+        raise InvalidInput(f"{source}: line {line_of('input')}", f"{label}: `input` must be a mapping")
+    try:
+        return seed_fields(job_id, seed_input)
+    except InvalidInput as error:
+        key = "jobId" if error.field == "jobId" else "input"
+        raise InvalidInput(f"{source}: line {line_of(key)}", f"{label}: {error.field}: {error.message}") from None
 
 
 def to_entry(definition: ScheduleDef) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 from clawnsole import validate
 from clawnsole.errors import InvalidInput
 from clawnsole.models import jsonable
-from clawnsole.schedules import fire_times
+from clawnsole.schedules import fire_times, system
 
 # The fields of a definition that decide when it fires: changing one re-times the schedule.
 TIMING_FIELDS = ("cron", "timezone", "interval_seconds")
@@ -51,7 +51,7 @@ class ScheduleDef:
             None if self.timezone is None else _text(self.timezone, "timezone"),
             None if self.interval_seconds is None else self.interval_seconds,
         )
-        return replace(
+        checked = replace(
             self,
             name=fire_times.schedule_name(self.name),
             queue=validate.queue_name(_text(self.queue, "queue")),
@@ -73,6 +73,9 @@ class ScheduleDef:
             status=fire_times.parse_choice(self.status, "status", fire_times.SCHEDULE_STATUSES),
             description=validate.optional_text(_optional_text(self.description, "description"), "description", 10_000),
         )
+        # A system item (kind clawnsole.*) must be one the scheduler can run: refused here, not at 3 a.m.
+        system.check(checked.queue, checked.kind, checked.payload)
+        return checked
 
 
 def _text(value: Any, name: str) -> str:
@@ -208,10 +211,29 @@ class Fired:
 
 
 @dataclass(frozen=True)
+class SystemRun:
+    """A system item (kind clawnsole.*) the scheduler ran itself after firing: how it ended.
+
+    `outcome`: done, failed (for good), retry (failed with attempts left), released (the scheduler was
+    stopping: back to pending, the attempt not charged) or lease_lost.
+    """
+
+    item_id: int
+    kind: str | None
+    outcome: str
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class TickReport:
-    """What one tick did: one entry per schedule it handled."""
+    """What one tick did: one entry per schedule it handled, and the system items it then ran."""
 
     fired: list[Fired]
+    system: list[SystemRun] = field(default_factory=list)
 
     @property
     def enqueued(self) -> int:
@@ -227,6 +249,7 @@ class TickReport:
             "skipped": sum(len(f.skipped) for f in self.fired),
             "errors": self.errors,
             "schedules": [f.to_json() for f in self.fired],
+            "system_items": [r.to_json() for r in self.system],
         }
 
 

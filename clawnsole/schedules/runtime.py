@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from datetime import datetime
 
 import psycopg
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential, wait_random
 
+from clawnsole import ops
 from clawnsole.db.connect import connect
-from clawnsole.errors import DatabaseUnavailable, SchemaMissing
+from clawnsole.errors import ClawnsoleError, DatabaseUnavailable, InvalidInput, LeaseLost, SchemaMissing
 from clawnsole.listen import Listener
+from clawnsole.models import Item
 from clawnsole.queue import WorkQueue, default_agent
+from clawnsole.retention.api import Retention
+from clawnsole.retention.models import CleanupOptions, CleanupReport
 from clawnsole.schedules.api import Schedules, schedule_channel
-from clawnsole.schedules.models import TickReport
+from clawnsole.schedules.models import SystemRun, TickReport
+from clawnsole.schedules.system import CLEANUP_KIND, SYSTEM_QUEUE
 
 log = logging.getLogger("clawnsole.scheduler")
 
@@ -33,6 +39,10 @@ _CONTENDED_PAUSE = 0.2
 APPLICATION_NAME = "clawnsole-scheduler"
 # After losing the database mid-run, wait this long before the first reconnect attempt.
 _RECONNECT_PAUSE = 0.5
+# How many system items one pass claims at most (they run one after the other, in this process).
+SYSTEM_ITEMS_PER_PASS = 10
+# The lease of a system item; the cleanup renews it after every batch.
+SYSTEM_LEASE = 300.0
 
 
 def _conninfo(conninfo: str) -> str:
@@ -55,8 +65,59 @@ def tick(conninfo: str, schema: str, *, agent: str | None = None, now: datetime 
     with connect(_conninfo(conninfo)) as conn:
         queue = WorkQueue(conn, schema=schema, agent=agent or scheduler_agent()).open()
         report = Schedules(queue).tick(now=now)
+        report = replace(report, system=run_system_items(queue))
     _log_report(report)
     return report
+
+
+def run_system_items(
+    queue: WorkQueue, *, stop: threading.Event | None = None, limit: int = SYSTEM_ITEMS_PER_PASS
+) -> list[SystemRun]:
+    """Claim the due items of the `clawnsole` queue (system schedules' windows) and run each here, one after
+    the other, recording done or failed like a worker would (see `clawnsole.schedules.system`).
+
+    A lost database is raised (the caller reconnects); anything else an item throws is that item's outcome.
+    With `stop` set meanwhile, a running cleanup stops after its batch and its item goes back to pending
+    without charging the attempt; items not started yet are left alone.
+    """
+    runs: list[SystemRun] = []
+    for item in queue.claim_next(SYSTEM_QUEUE, lease=SYSTEM_LEASE, limit=limit):
+        if stop is not None and stop.is_set():
+            queue.run_steps(
+                ops.release([(item.id, str(item.lease_token))], agent=queue.agent, reason="scheduler stopping")
+            )
+            runs.append(SystemRun(item.id, item.kind, "released"))
+            continue
+        runs.append(_run_system_item(queue, item, stop))
+    return runs
+
+
+def _run_system_item(queue: WorkQueue, item: Item, stop: threading.Event | None) -> SystemRun:
+    token = str(item.lease_token)
+    try:
+        if item.kind != CLEANUP_KIND:
+            raise InvalidInput("kind", f"{item.kind!r} is not a system job: the {SYSTEM_QUEUE!r} queue is reserved")
+        options = CleanupOptions.from_payload(item.payload)
+
+        def keep_going(report: CleanupReport) -> bool:
+            # Renews the lease between batches (no event each time: a cleanup may run thousands of batches).
+            queue.run_steps(ops.progress(item.id, agent=queue.agent, lease_token=token, record=False))
+            return stop is None or not stop.is_set()
+
+        report = Retention(queue).run(options, keep_going=keep_going)
+    except LeaseLost as error:
+        return SystemRun(item.id, item.kind, "lease_lost", error=str(error))
+    except DatabaseUnavailable:
+        raise
+    except ClawnsoleError as error:
+        # Bad input (a payload a hand-written schedule got wrong) fails for good; a refused statement retries.
+        failed = queue.fail(item.id, str(error), lease_token=token, retry=not isinstance(error, InvalidInput))
+        return SystemRun(item.id, item.kind, "retry" if failed.status == "pending" else "failed", error=str(error))
+    if report.stopped:
+        queue.run_steps(ops.release([(item.id, token)], agent=queue.agent, reason="scheduler stopping"))
+        return SystemRun(item.id, item.kind, "released", result=report.to_json())
+    queue.done(item.id, lease_token=token, result=report.to_json())
+    return SystemRun(item.id, item.kind, "done", result=report.to_json())
 
 
 def _log_report(report: TickReport) -> None:
@@ -69,6 +130,13 @@ def _log_report(report: TickReport) -> None:
             log.info("schedule %s: missed windows from %s", fired.schedule, fired.missed_from.isoformat())
         if fired.error is not None:
             log.warning("schedule %s: enqueue failed: %s", fired.schedule, fired.error)
+    for run in report.system:
+        detail = run.error or ", ".join(f"{k} {v}" for k, v in (run.result or {}).items() if k in _LOGGED)
+        log.info("system item %d (%s): %s%s", run.item_id, run.kind, run.outcome, f": {detail}" if detail else "")
+
+
+# The fields of a cleanup's result worth a log line.
+_LOGGED = ("items", "events", "batches", "kept_in_cooldown")
 
 
 class _Session:
@@ -79,7 +147,8 @@ class _Session:
         self._listener = Listener(conninfo, schedule_channel(schema)).open()
         try:
             self._conn = connect(conninfo)
-            self.schedules = Schedules(WorkQueue(self._conn, schema=schema, agent=agent).open())
+            self.queue = WorkQueue(self._conn, schema=schema, agent=agent).open()
+            self.schedules = Schedules(self.queue)
         except BaseException:
             self.close()
             raise
@@ -98,6 +167,7 @@ def _serve(session: _Session, stop: threading.Event, max_sleep: float) -> None:
     """Tick and sleep until stop is set; raises DatabaseUnavailable when the database goes away."""
     while not stop.is_set():
         report = session.schedules.tick()
+        report = replace(report, system=run_system_items(session.queue, stop=stop))
         _log_report(report)
         due_in = session.schedules.seconds_until_due()
         if due_in is None:

@@ -1,17 +1,35 @@
-"""What a handler receives besides its item: progress reporting and the signal to stop."""
+"""What a handler receives besides its item: progress reporting, step timing and the signal to stop."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from clawnsole.models import Item
 
+if TYPE_CHECKING:
+    from clawnsole.worker.eventlog import EventLog
+    from clawnsole.worker.session import Session
+
 ProgressFn = Callable[["Context", "str | None", "int | None"], bool]
+# (ctx, step name, seconds, the error type when the step raised) -> whether the step was recorded.
+StepFn = Callable[["Context", str, float, "str | None"], bool]
 
 
 class Cancelled(Exception):
     """The handler was told to stop (lease lost, timeout or shutdown); its outcome is not recorded."""
+
+
+@dataclass
+class StepTimer:
+    """What `ctx.timed` yields: the step's name, and its duration in seconds once the block has ended."""
+
+    step: str
+    seconds: float | None = None
 
 
 class Context:
@@ -22,9 +40,20 @@ class Context:
     of sleeping); `--exec` children are terminated for them.
     """
 
-    __slots__ = ("_progress", "agent", "cancel_reason", "cancelled", "item", "kill_now", "lease_token")
+    __slots__ = (
+        "_progress",
+        "_record_step",
+        "agent",
+        "cancel_reason",
+        "cancelled",
+        "item",
+        "kill_now",
+        "lease_token",
+    )
 
-    def __init__(self, item: Item, lease_token: str, agent: str, progress: ProgressFn) -> None:
+    def __init__(
+        self, item: Item, lease_token: str, agent: str, progress: ProgressFn, *, record_step: StepFn | None = None
+    ) -> None:
         self.item = item
         self.lease_token = lease_token
         self.agent = agent
@@ -33,6 +62,7 @@ class Context:
         # True when the worker cannot wait for a polite SIGTERM (a second Ctrl-C): children get SIGKILL.
         self.kill_now = False
         self._progress = progress
+        self._record_step = record_step
 
     def progress(self, note: str | None = None, percent: int | None = None) -> bool:
         """Record a progress note/percent and renew the lease; False when the database is unreachable.
@@ -40,6 +70,36 @@ class Context:
         Raises LeaseLost when the item is no longer ours (then stop: the outcome will not be recorded).
         """
         return self._progress(self, note, percent)
+
+    @contextmanager
+    def timed(self, step: str) -> Iterator[StepTimer]:
+        """Time the block as the handler step `step`: a `step` event {"step", "seconds", "attempt"} lands in
+        the item's history (`workqueue stats --breakdown` sums them). Recorded when the block raises too (with
+        "error": the exception's type), and never raises itself: a step that could not be recorded is logged.
+
+            with ctx.timed("fetch"):
+                pages = fetch_all()
+        """
+        from clawnsole.stats.ops import step_name
+
+        timer = StepTimer(step_name(step))  # a bad name is the handler's bug: say so at once
+        error: str | None = None
+        started = time.perf_counter()
+        try:
+            yield timer
+        except BaseException as failure:
+            error = type(failure).__name__
+            raise
+        finally:
+            timer.seconds = time.perf_counter() - started
+            self.record_step(step, timer.seconds, error)
+
+    def record_step(self, step: str, seconds: float, error: str | None = None) -> bool:
+        """Record that the handler spent `seconds` in `step` (what `timed` does for a block); False when it
+        was not recorded (no database, the lease gone, a bad name). Never raises."""
+        if self._record_step is None:
+            return False
+        return self._record_step(self, step, seconds, error)
 
     def raise_if_cancelled(self) -> None:
         """Raise Cancelled when the worker has asked this handler to stop."""
@@ -52,3 +112,28 @@ class Context:
             self.cancel_reason = reason
         self.kill_now = self.kill_now or kill_now
         self.cancelled.set()
+
+
+class StepRecorder:
+    """Records handlers' steps through a worker session (the side session progress uses), fenced by the lease
+    token; a database error, a bad name or a lost lease is logged (`step_not_recorded`), never raised."""
+
+    def __init__(self, session: Session, log: EventLog) -> None:
+        self._session = session
+        self._log = log
+
+    def __call__(self, ctx: Context, step: str, seconds: float, error: str | None) -> bool:
+        from clawnsole.errors import ClawnsoleError
+        from clawnsole.stats.ops import record_step
+
+        item = ctx.item
+        try:
+            recorded = self._session.run(
+                record_step(item.id, lease_token=ctx.lease_token, step=step, seconds=seconds, error=error)
+            )
+        except ClawnsoleError as failure:
+            self._log.emit("step_not_recorded", id=item.id, queue=item.queue, step=step, error=str(failure))
+            return False
+        if not recorded:
+            self._log.emit("step_not_recorded", id=item.id, queue=item.queue, step=step, error="the lease is gone")
+        return recorded

@@ -6,6 +6,10 @@ any other exit fails the attempt with a bounded stderr tail. A timeout, a lost l
 child with SIGTERM, then SIGKILL after a grace, and always the whole process group it may have started. The
 group is stopped the same way on every way out, a normal exit included: nothing the child left running in the
 background outlives the item (an empty group costs one kill(2) call, no wait).
+
+A child times its own steps with a line `clawnsole:step NAME SECONDS` on stderr (e.g. `clawnsole:step fetch
+0.123`): each is recorded in the item's history as a `step` event while it runs, like `ctx.timed` in Python,
+and left out of the stderr tail.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import selectors
 import shlex
 import shutil
@@ -55,6 +60,44 @@ class _Tail:
 
     def text(self) -> str:
         return self._data.decode("utf-8", "replace")
+
+
+# A child times its steps with lines like `clawnsole:step fetch 0.123` (a step name, seconds) on stderr.
+STEP_LINE = re.compile(rb"clawnsole:step[ \t]+(\S+)[ \t]+([0-9]+(?:\.[0-9]+)?)[ \t]*\r?\n")
+# No step line is longer; a longer line is passed on to the tail as it comes, never matched.
+_STEP_LINE_MAX = 512
+
+
+class _StderrTail(_Tail):
+    """The stderr tail, less the step lines, which are recorded (`ctx.record_step`) as they arrive."""
+
+    def __init__(self, keep: int, ctx: Context) -> None:
+        super().__init__(keep)
+        self._ctx = ctx
+        self._line = bytearray()
+        self._long = False  # inside a line too long to be a step line
+
+    def add(self, chunk: bytes) -> None:
+        self._line += chunk
+        while (end := self._line.find(b"\n")) >= 0:
+            line = bytes(self._line[: end + 1])
+            del self._line[: end + 1]
+            step = None if self._long else STEP_LINE.fullmatch(line)
+            self._long = False
+            if step is None:
+                super().add(line)
+            else:
+                self._ctx.record_step(step[1].decode("utf-8", "replace"), float(step[2]))
+        if len(self._line) > _STEP_LINE_MAX:
+            super().add(bytes(self._line))
+            self._line.clear()
+            self._long = True
+
+    def text(self) -> str:
+        if self._line:  # a last line without a newline
+            super().add(bytes(self._line))
+            self._line.clear()
+        return super().text()
 
 
 def _die_with_parent() -> Callable[[], None] | None:
@@ -215,7 +258,7 @@ class ExecHandler:
     ) -> tuple[int, str, str, str | None]:
         """Feed stdin, collect bounded output, enforce the timeout and cancellation; reap the child."""
         assert process.stdin and process.stdout and process.stderr
-        stdout, stderr = _Tail(_STDOUT_KEEP), _Tail(_STDERR_KEEP)
+        stdout, stderr = _Tail(_STDOUT_KEEP), _StderrTail(_STDERR_KEEP, ctx)
         stdin_fd = process.stdin.fileno()
         os.set_blocking(stdin_fd, False)
         selector = selectors.DefaultSelector()

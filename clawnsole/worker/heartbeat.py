@@ -5,7 +5,10 @@ The heartbeat has a connection of its own (handlers' progress calls and shutdown
 nothing queues in front of a beat. Beats keep a fixed rate: the next one is due `interval` after the last
 one was due, not after it ended, so a slow beat does not push every later one back; a beat that comes due
 while one is still running runs as soon as that one ends. A gap between two renewals longer than half the
-lease is logged (`heartbeat_late`), and the longest gap is reported when the worker stops."""
+lease is logged (`heartbeat_late`), and the longest gap is reported when the worker stops.
+
+After each successful beat, one more statement on the same connection refreshes the worker's row in the
+workers registry (last seen, in flight, done and failed counts); a failure of that is logged, never fatal."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from clawnsole.errors import DatabaseError
 from clawnsole.worker import steps
 from clawnsole.worker.eventlog import EventLog
 from clawnsole.worker.inflight import InFlight, Slot
+from clawnsole.worker.presence import Presence
 from clawnsole.worker.session import Session, Stopped, retry_call
 from clawnsole.worker.tally import Tally
 
@@ -37,6 +41,7 @@ class Heartbeat:
         tally: Tally,
         stop: threading.Event,
         on_beat: Callable[[], None],
+        presence: Presence | None = None,
     ) -> None:
         self._session = session
         self._agent = agent
@@ -47,6 +52,7 @@ class Heartbeat:
         self._tally = tally
         self._stop = stop
         self._on_beat = on_beat
+        self._presence = presence
         # Seconds between the two furthest-apart successful renewals so far (reported at stop).
         self.worst_gap = 0.0
         self._last_renewal: float | None = None
@@ -92,6 +98,11 @@ class Heartbeat:
         lost = self._inflight.lose(key for key in leases if key not in renewed)
         stop_lost(lost, log=self._log, tally=self._tally, detail="renewal found the lease held elsewhere")
         self._on_beat()
+        # After the watchdog is fed: the registry is for people, the renewal above is what keeps the leases.
+        if self._presence is not None:
+            self._presence.refresh(
+                self._session, in_flight=self._inflight.count(), done=self._tally.done, failed=self._tally.failed
+            )
         return True
 
     def _renewed(self) -> None:

@@ -30,12 +30,13 @@ from clawnsole import ops, validate
 from clawnsole.errors import DatabaseError, InvalidInput, LeaseLost
 from clawnsole.models import Item
 from clawnsole.worker import steps, storable
-from clawnsole.worker.context import Cancelled, Context
+from clawnsole.worker.context import Cancelled, Context, StepRecorder
 from clawnsole.worker.eventlog import EventLog, Record
 from clawnsole.worker.finisher import Finisher, Outcome, short
 from clawnsole.worker.handlers import Handler, HandlerFailed
 from clawnsole.worker.heartbeat import Heartbeat, stop_lost
 from clawnsole.worker.inflight import InFlight, Slot
+from clawnsole.worker.presence import Presence
 from clawnsole.worker.sdnotify import Notifier
 from clawnsole.worker.session import Session, Stopped, retry_call, worker_conninfo
 from clawnsole.worker.tally import Tally
@@ -156,6 +157,17 @@ class Worker:
         # The heartbeat's own: nothing (a handler's progress call, a reconnect) may queue in front of a beat.
         self._beat_session = Session(self._conninfo, schema, options.agent)
         self._side_session = Session(self._conninfo, schema, options.agent)
+        # Handlers' `ctx.timed` steps are recorded through the side session too, like progress.
+        self._record_step = StepRecorder(self._side_session, self._log)
+        # The worker's row in the workers registry (`clawnsole workers`): written at start, refreshed by the
+        # heartbeat, closed at a clean stop; a failure to write it is logged, never fatal.
+        self.presence = Presence(
+            agent=options.agent,
+            queues=options.queues,
+            concurrency=options.concurrency,
+            heartbeat_seconds=self._heartbeat_interval,
+            log=self._log,
+        )
         self._finisher = Finisher(
             self._finish_session,
             agent=options.agent,
@@ -174,6 +186,7 @@ class Worker:
             tally=self.tally,
             stop=self._threads_stop,
             on_beat=self._on_beat,
+            presence=self.presence,
         )
         self._wakeups = Wakeups(
             self._conninfo, schema, options.queues, inflight=self._inflight, log=self._log, stop=self._threads_stop
@@ -232,6 +245,7 @@ class Worker:
             )
             if not options.once:
                 self._wakeups.open()
+            self.presence.register(self._claim_session)
         except Stopped:
             self._close_sessions()
             self._log.emit("stopped", reason=self._stop_reason, **self.tally.as_dict())
@@ -340,7 +354,8 @@ class Worker:
         slots = []
         for item in items:
             token = str(item.lease_token)
-            slots.append(Slot(item, token, Context(item, token, agent, self._progress), now))
+            ctx = Context(item, token, agent, self._progress, record_step=self._record_step)
+            slots.append(Slot(item, token, ctx, now))
         # Our own earlier claims of items whose lease ran out and which we have just claimed again: stop those
         # handlers (their outcomes would be rejected anyway) so an item does not run twice here.
         superseded = self._inflight.add(slots)
@@ -480,6 +495,9 @@ class Worker:
         # claims its item next (the CLI exits as soon as `run()` returns; the handler thread dies with it).
         if leftovers:
             self._release(leftovers)
+        # On the claim session: the claim loop is over, and its connection is open (a worker that never
+        # reported progress has no side connection, and opening one now may find no slot free).
+        self.presence.stopped(self._claim_session, done=self.tally.done, failed=self.tally.failed)
         self._close_sessions()
         summary = self.tally.summary(self._inflight.count())
         self._notifier.status(f"stopped ({reason}): {summary}")

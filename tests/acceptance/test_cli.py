@@ -141,6 +141,9 @@ def test_list_and_status(cli: Cli) -> None:
             "items": 3,
             "oldest_pending_seconds": status[0]["oldest_pending_seconds"],
             "expired_leases": 0,
+            "dedupe_in_cooldown": 0,
+            "by_kind": {"(none)": 3},
+            "by_priority": {"50": 3},
         }
     ]
     assert "reports" in cli("workqueue", "status").stdout

@@ -91,7 +91,7 @@ def test_claim_uses_the_partial_index_on_a_large_table(wq: WorkQueue, db_url: st
             name: _plan(conn, name, {"ids": [5, 7], "tokens": [str(uuid.uuid4())] * 2, "agent": "w"} | extra)
             for name, extra in [
                 ("lease_extend_many", {}),
-                ("item_complete_many", {"results": [None, None]}),
+                ("item_complete_many", {"results": [None, None], "channel": "c"}),
                 ("lease_release_many", {"reason": "r", "channel": "c"}),
             ]
         }

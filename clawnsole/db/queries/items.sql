@@ -8,54 +8,71 @@ SELECT CASE WHEN to_regclass(%(ledger)s) IS NULL THEN NULL
 
 -- name: item_dedupe_release
 -- Let go of a dedupe key whose finished holder's cooldown has run out, so the next enqueue creates a new item.
+-- Not in a draining queue, where the enqueue that follows is refused and nothing may be written.
 UPDATE {schema}.items
    SET dedupe_held = false, updated_at = now()
  WHERE queue = %(queue)s::text AND dedupe_key = %(dedupe_key)s::text AND dedupe_held
    AND status IN ('done', 'failed', 'cancelled')
-   AND dedupe_cooldown IS NOT NULL AND finished_at + dedupe_cooldown <= now();
+   AND dedupe_cooldown IS NOT NULL AND finished_at + dedupe_cooldown <= now()
+   AND NOT EXISTS (SELECT 1 FROM {schema}.queues q WHERE q.name = %(queue)s::text AND q.state = 'draining');
 
 -- name: item_enqueue
 -- Insert one item, or return the item holding its dedupe key (created = false; `cooled` when that holder
 -- is finished and its cooldown has run out since the release step: release again and retry). Records
 -- `enqueued` and wakes listeners. Returns no row when a racing holder committed after this statement's
--- snapshot: retry.
-WITH ins AS (
-    INSERT INTO {schema}.items (queue, kind, title, instructions, payload, priority, dedupe_key,
+-- snapshot: retry. Into a draining queue nothing is inserted and the one row returned says so (`refused`, its
+-- item columns NULL): one primary-key probe of `queues`, which has no row for an uncontrolled queue.
+WITH gate AS (
+    SELECT EXISTS (SELECT 1 FROM {schema}.queues q WHERE q.name = %(queue)s::text AND q.state = 'draining')
+             AS draining
+), ins AS (
+    INSERT INTO {schema}.items (queue, kind, title, instructions, payload, metadata, priority, dedupe_key,
                                 dedupe_cooldown, dedupe_held, run_at, max_attempts, backoff_seconds,
                                 lease_seconds)
-    VALUES (%(queue)s::text, %(kind)s::text, %(title)s::text, %(instructions)s::text, %(payload)s::jsonb,
-            %(priority)s::int, %(dedupe_key)s::text,
-            make_interval(secs => %(cooldown)s::float8), %(dedupe_key)s::text IS NOT NULL,
-            coalesce(%(run_at)s::timestamptz, now() + make_interval(secs => coalesce(%(delay)s::float8, 0))),
-            %(max_attempts)s::int, %(backoff)s::float8, %(lease)s::float8)
+    SELECT %(queue)s::text, %(kind)s::text, %(title)s::text, %(instructions)s::text, %(payload)s::jsonb,
+           %(metadata)s::jsonb, %(priority)s::int, %(dedupe_key)s::text,
+           make_interval(secs => %(cooldown)s::float8), %(dedupe_key)s::text IS NOT NULL,
+           coalesce(%(run_at)s::timestamptz, now() + make_interval(secs => coalesce(%(delay)s::float8, 0))),
+           %(max_attempts)s::int, %(backoff)s::float8, %(lease)s::float8
+      FROM gate WHERE NOT gate.draining
     ON CONFLICT (queue, dedupe_key) WHERE dedupe_held DO NOTHING
     RETURNING *
 ), ev AS (
     INSERT INTO {schema}.item_events (item_id, event, agent)
     SELECT id, 'enqueued', %(agent)s::text FROM ins
 )
-SELECT ins.*, true AS created, false AS cooled, pg_notify(%(channel)s, ins.queue) IS NULL AS notified FROM ins
+SELECT ins.*, true AS created, false AS cooled, NULL::text AS refused,
+       pg_notify(%(channel)s, ins.queue) IS NULL AS notified
+  FROM ins
 UNION ALL
 SELECT i.*, false AS created,
        i.status IN ('done', 'failed', 'cancelled') AND i.dedupe_cooldown IS NOT NULL
          AND i.finished_at + i.dedupe_cooldown <= now() AS cooled,
-       false AS notified
+       NULL AS refused, false AS notified
   FROM {schema}.items i
  WHERE %(dedupe_key)s::text IS NOT NULL AND i.queue = %(queue)s AND i.dedupe_key = %(dedupe_key)s AND i.dedupe_held
-   AND NOT EXISTS (SELECT 1 FROM ins);
+   AND NOT EXISTS (SELECT 1 FROM ins) AND NOT (SELECT draining FROM gate)
+UNION ALL
+SELECT (NULL::{schema}.items).*, false, false, 'draining', false FROM gate WHERE gate.draining;
 
 -- name: item_enqueue_many
 -- Insert a batch of items without dedupe keys in one statement, from one JSON array of objects (one
 -- parameter: cheaper to build, send and parse than ten arrays); records `enqueued` and wakes listeners once
 -- per queue (PostgreSQL folds identical notifications within a transaction). Ids come back in batch order.
-WITH ins AS (
-    INSERT INTO {schema}.items (queue, kind, title, instructions, payload, priority, run_at, max_attempts,
-                                backoff_seconds, lease_seconds)
-    SELECT n.queue, n.kind, n.title, n.instructions, coalesce(n.payload, '{}'::jsonb), n.priority,
+-- All or nothing: when one of the batch's `queues` is draining nothing is inserted and the one row returned
+-- names it (`draining`, id NULL): a primary-key probe of `queues` per distinct queue.
+WITH draining AS (
+    SELECT min(q.name) AS queue FROM {schema}.queues q
+     WHERE q.name = ANY(%(queues)s::text[]) AND q.state = 'draining'
+), ins AS (
+    INSERT INTO {schema}.items (queue, kind, title, instructions, payload, metadata, priority, run_at,
+                                max_attempts, backoff_seconds, lease_seconds)
+    SELECT n.queue, n.kind, n.title, n.instructions, coalesce(n.payload, '{}'::jsonb), n.metadata, n.priority,
            coalesce(n.run_at, now()), n.max_attempts, n.backoff, n.lease
       FROM jsonb_to_recordset(%(items)s::jsonb)
-           AS n(queue text, kind text, title text, instructions text, payload jsonb, priority int,
-                run_at timestamptz, max_attempts int, backoff float8, lease float8)
+           AS n(queue text, kind text, title text, instructions text, payload jsonb, metadata jsonb,
+                priority int, run_at timestamptz, max_attempts int, backoff float8, lease float8)
+     WHERE (SELECT queue FROM draining) IS NULL
     RETURNING id, queue
 ), ev AS (
     INSERT INTO {schema}.item_events (item_id, event, agent)
@@ -63,12 +80,17 @@ WITH ins AS (
 ), notified AS (
     SELECT pg_notify(%(channel)s, queue) FROM (SELECT DISTINCT queue FROM ins) q
 )
-SELECT id FROM ins WHERE (SELECT count(*) FROM notified) >= 0 ORDER BY id;
+SELECT id, NULL::text AS draining FROM ins WHERE (SELECT count(*) FROM notified) >= 0
+UNION ALL
+SELECT NULL, queue FROM draining WHERE queue IS NOT NULL
+ORDER BY id;
 
 -- name: lease_recover_expired
 -- Give back items whose lease ran out: to pending when attempts remain, else to failed ("lease expired").
 -- Run by claim-next itself, so no separate rescuer process is needed. SKIP LOCKED never waits, so the lock
--- order cannot deadlock. Wakes the queues' listeners when an item became pending again.
+-- order cannot deadlock. Wakes the queues' listeners when an item became pending again. An item that ended
+-- failed and has dependents cancels them (item_cancel_dependents, after every row here is updated: the
+-- aggregate reads all of `upd` before the one call).
 WITH expired AS (
     SELECT id FROM {schema}.items
      WHERE status = 'claimed' AND lease_expires_at < now() AND queue = ANY(%(queues)s::text[])
@@ -85,39 +107,58 @@ WITH expired AS (
            updated_at   = now()
       FROM expired e
      WHERE i.id = e.id
-    RETURNING i.id, i.queue, i.status, i.attempts, i.lease_token
+    RETURNING i.id, i.queue, i.status, i.attempts, i.lease_token, i.has_dependents
 ), ev AS (
     INSERT INTO {schema}.item_events (item_id, event, agent, detail)
     SELECT id, 'lease_expired', NULL,
            jsonb_build_object('attempt', attempts, 'now', status, 'lease', lease_token) FROM upd
 ), notified AS (
     SELECT pg_notify(%(channel)s, queue) FROM (SELECT DISTINCT queue FROM upd WHERE status = 'pending') q
+), cascaded AS (
+    SELECT {schema}.item_cancel_dependents(array_agg(id ORDER BY id), array_agg(status ORDER BY id), NULL)
+      FROM upd WHERE status = 'failed' AND has_dependents HAVING count(*) > 0
 )
-SELECT id, status FROM upd WHERE (SELECT count(*) FROM notified) >= 0;
+SELECT id, status FROM upd WHERE (SELECT count(*) FROM notified) + (SELECT count(*) FROM cascaded) >= 0;
 
 -- name: item_claim
 -- Claim up to `limit` due items from one or more queues: highest priority, then earliest run_at, then FIFO.
 -- Each queue is read through items_claimable_idx in index order (a scalar `queue =` per queue keeps the
 -- order; `queue = ANY(...)` would not and forces a sort of every pending row). Every eligibility filter sits
 -- inside the locking subquery with its LIMIT, so no more rows are locked than can be returned; SKIP LOCKED
--- lets concurrent workers take disjoint rows without waiting. `plan` says how many rows each queue may lock:
--- all `limit` for one queue; for several, how many of the best `limit` candidates each holds, read first
--- without locking (locking `limit` per queue and cutting the merge would leave the extras locked until the
--- caller's transaction ends). Only the branch for the number of queues given runs (a one-time filter). Rows
--- a concurrent claim holds are skipped, so several queues may yield fewer than `limit` while more are due:
--- the caller claims again.
-WITH plan AS (
-    SELECT (%(queues)s::text[])[1] AS name, %(limit)s::int AS take
+-- lets concurrent workers take disjoint rows without waiting. `allowed` is what each queue's controls let
+-- this claim take: nothing from a paused queue; all `limit` from a queue with no row or no limits (one
+-- lookup in `queues`, by primary key or, while the table is one page, by reading that page; the CASE never
+-- calls the function); for a limited queue, what queue_claim_allowance says, which locks the queue's row
+-- until this transaction ends (in name order, so two claims of several limited queues cannot deadlock).
+-- `plan` says how many rows each queue may lock: all `allowed` for one queue; for several, how many of the
+-- best `limit` candidates each holds within its allowance, read first without locking (locking `limit` per
+-- queue and cutting the merge would leave the extras locked until the caller's transaction ends). Only the
+-- branch for the number of queues given runs (a one-time filter). Rows a concurrent claim holds are skipped,
+-- so several queues may yield fewer than `limit` while more are due: the caller claims again. Each item
+-- claimed from a limited queue is added to its rate window's counter as its event is written
+-- (queue_claim_record; the row is locked already), and the event keeps the count it brought the window to.
+-- (Done there rather than in a CTE of its own: a separate step cost every claim, limited or not, ~0.1 ms.)
+WITH allowed AS (
+    SELECT s.name, s.limited,
+           CASE WHEN s.state = 'paused' THEN 0
+                WHEN NOT s.limited THEN %(limit)s::int
+                ELSE {schema}.queue_claim_allowance(s.name, %(limit)s::int) END AS take
+      FROM (SELECT q.name, c.state, coalesce(c.concurrency_limit, c.rate_limit) IS NOT NULL AS limited
+              FROM unnest(%(queues)s::text[]) AS q(name)
+              LEFT JOIN {schema}.queues c ON c.name = q.name
+             ORDER BY q.name) s
+), plan AS (
+    SELECT name, take FROM allowed
      WHERE cardinality(%(queues)s::text[]) = 1
     UNION ALL
     SELECT c.queue, count(*)::int
       FROM (SELECT c.queue
-              FROM unnest(%(queues)s::text[]) AS q(name)
+              FROM allowed a
               CROSS JOIN LATERAL (
                   SELECT queue, id, priority, run_at FROM {schema}.items
-                   WHERE queue = q.name AND status = 'pending' AND run_at <= now()
+                   WHERE queue = a.name AND status = 'pending' AND run_at <= now()
                    ORDER BY priority DESC, run_at, id
-                   LIMIT %(limit)s::int
+                   LIMIT a.take
               ) c
              WHERE cardinality(%(queues)s::text[]) > 1
              ORDER BY c.priority DESC, c.run_at, c.id
@@ -146,7 +187,12 @@ WITH plan AS (
     RETURNING i.*
 ), ev AS (
     INSERT INTO {schema}.item_events (item_id, event, agent, detail)
-    SELECT id, 'claimed', claimed_by, jsonb_build_object('attempt', attempts) FROM claimed
+    SELECT id, 'claimed', claimed_by,
+           CASE WHEN queue IN (SELECT name FROM allowed WHERE limited)
+                THEN jsonb_strip_nulls(jsonb_build_object('attempt', attempts,
+                                       'rate_window_claims', {schema}.queue_claim_record(queue, 1)))
+                ELSE jsonb_build_object('attempt', attempts) END
+      FROM claimed
 )
 SELECT * FROM claimed ORDER BY priority DESC, run_at, id;
 
@@ -196,6 +242,8 @@ RETURNING i.id, i.lease_token AS token;
 
 -- name: item_complete
 -- Mark a held item done with its result; fenced by the lease token (and the holder when one is named).
+-- Only an item flagged has_dependents (read from the row as locked: a dependent enqueued while this waited
+-- for the lock is flagged) calls item_release_dependents, in this statement and so this transaction.
 WITH upd AS (
     UPDATE {schema}.items
        SET status = 'done', result = %(result)s::jsonb, finished_at = now(), lease_expires_at = NULL,
@@ -206,8 +254,11 @@ WITH upd AS (
 ), ev AS (
     INSERT INTO {schema}.item_events (item_id, event, agent)
     SELECT id, 'done', claimed_by FROM upd
+), released AS (
+    SELECT {schema}.item_release_dependents(array_agg(id), min(claimed_by), %(channel)s)
+      FROM upd WHERE has_dependents HAVING count(*) > 0
 )
-SELECT * FROM upd;
+SELECT * FROM upd WHERE (SELECT count(*) FROM released) >= 0;
 
 -- name: item_complete_many
 -- Mark a batch of held items done in one statement; returns the ids whose lease was still held.
@@ -216,7 +267,9 @@ SELECT * FROM upd;
 -- finisher) cannot deadlock. (A LATERAL with FOR UPDATE is never flattened into a join: the plan stays one
 -- index lookup per item whatever the statistics say.) The update then finds each row by id: a row renewed
 -- by a concurrent statement while this one waited for its lock is still found (a row address taken before
--- the wait would point at the old version and match nothing).
+-- the wait would point at the old version and match nothing). Items flagged has_dependents release their
+-- dependents in one call of item_release_dependents after every row here is done (the aggregate reads all
+-- of `upd` first): the items this finishes are locked before any dependent (see the lock order in 0003).
 WITH held AS (
     SELECT h.id, d.result
       FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(results)s::jsonb[]) AS d(id, token, result)
@@ -232,12 +285,15 @@ WITH held AS (
            progress_percent = 100, updated_at = now()
       FROM held
      WHERE i.id = held.id
-    RETURNING i.id, i.lease_token AS token
+    RETURNING i.id, i.lease_token AS token, i.has_dependents
 ), ev AS (
     INSERT INTO {schema}.item_events (item_id, event, agent)
     SELECT id, 'done', %(agent)s::text FROM upd
+), released AS (
+    SELECT {schema}.item_release_dependents(array_agg(id ORDER BY id), %(agent)s::text, %(channel)s)
+      FROM upd WHERE has_dependents HAVING count(*) > 0
 )
-SELECT id, token FROM upd;
+SELECT id, token FROM upd WHERE (SELECT count(*) FROM released) >= 0;
 
 -- name: item_fail
 -- Record a failed attempt: back to pending after a jittered exponential backoff while attempts remain and
@@ -271,8 +327,12 @@ WITH cur AS (
       FROM upd
 ), notified AS (
     SELECT pg_notify(%(channel)s, queue) FROM upd WHERE again
+), cascaded AS (
+    -- Failed for good with dependents: they are cancelled, transitively, in this transaction.
+    SELECT {schema}.item_cancel_dependents(ARRAY[id], ARRAY['failed'], holder)
+      FROM upd WHERE NOT again AND has_dependents
 )
-SELECT * FROM upd WHERE (SELECT count(*) FROM notified) >= 0;
+SELECT * FROM upd WHERE (SELECT count(*) FROM notified) + (SELECT count(*) FROM cascaded) >= 0;
 
 -- name: lease_release_many
 -- Give held items back to pending without charging the attempt (graceful shutdown); returns released ids and
@@ -304,31 +364,54 @@ WITH held AS (
 SELECT id, token FROM upd WHERE (SELECT count(*) FROM notified) >= 0;
 
 -- name: item_cancel
--- Cancel a pending item.
+-- Cancel a pending or waiting item; its waiting dependents are cancelled too, transitively, with a reason
+-- naming it (item_cancel_dependents, only when it has dependents).
 WITH upd AS (
     UPDATE {schema}.items
-       SET status = 'cancelled', finished_at = now(), updated_at = now()
-     WHERE id = %(id)s AND status = 'pending'
+       SET status = 'cancelled', waiting_for = 0, finished_at = now(), updated_at = now()
+     WHERE id = %(id)s AND status IN ('pending', 'waiting')
     RETURNING *
 ), ev AS (
     INSERT INTO {schema}.item_events (item_id, event, agent, detail)
     SELECT id, 'cancelled', %(agent)s::text, jsonb_strip_nulls(jsonb_build_object('reason', %(reason)s::text)) FROM upd
+), cascaded AS (
+    SELECT {schema}.item_cancel_dependents(ARRAY[id], ARRAY['cancelled'], %(agent)s::text)
+      FROM upd WHERE has_dependents
 )
-SELECT * FROM upd;
+SELECT * FROM upd WHERE (SELECT count(*) FROM cascaded) >= 0;
 
 -- name: item_requeue
--- Put a failed (or cancelled) item back to pending now with a fresh set of attempts.
-WITH upd AS (
-    UPDATE {schema}.items
-       SET status = 'pending', attempts = 0, run_at = now(), finished_at = NULL, claimed_by = NULL,
-           lease_expires_at = NULL, updated_at = now()
-     WHERE id = %(id)s AND status IN ('failed', 'cancelled')
-    RETURNING *
+-- Put a failed (or cancelled) item back with a fresh set of attempts: pending now, or waiting when some of
+-- its prerequisites are not done (waiting_for counts them; a failed or cancelled one must be retried for it
+-- to run). The prerequisites are locked and read after the lock, in the order of migration 0003 (those not
+-- waiting first, then the waiting ones, each in id order), so one completing at the same moment is either
+-- seen done here or waits for this and then releases the item. For an item without prerequisites that is
+-- one probe of item_dependencies. Wakes the queue's listeners when the item became pending.
+WITH pre AS (
+    SELECT p.status
+      FROM unnest(ARRAY(SELECT d.prerequisite_id
+                          FROM {schema}.item_dependencies d
+                          JOIN {schema}.items pi ON pi.id = d.prerequisite_id
+                         WHERE d.item_id = %(id)s::bigint
+                         ORDER BY pi.status = 'waiting', pi.id)) AS o(id)
+     CROSS JOIN LATERAL (SELECT i.status FROM {schema}.items i WHERE i.id = o.id FOR UPDATE) p
+), unfinished AS (
+    SELECT count(*) FILTER (WHERE status <> 'done')::int AS n FROM pre
+), upd AS (
+    UPDATE {schema}.items i
+       SET status = CASE WHEN u.n > 0 THEN 'waiting' ELSE 'pending' END, waiting_for = u.n,
+           attempts = 0, run_at = now(), finished_at = NULL, claimed_by = NULL, lease_expires_at = NULL,
+           updated_at = now()
+      FROM unfinished u
+     WHERE i.id = %(id)s AND i.status IN ('failed', 'cancelled')
+    RETURNING i.*
 ), ev AS (
-    INSERT INTO {schema}.item_events (item_id, event, agent)
-    SELECT id, 'requeued', %(agent)s::text FROM upd
+    INSERT INTO {schema}.item_events (item_id, event, agent, detail)
+    SELECT id, 'requeued', %(agent)s::text,
+           CASE WHEN status = 'waiting' THEN jsonb_build_object('now', 'waiting', 'waiting_for', waiting_for) END
+      FROM upd
 ), notified AS (
-    SELECT pg_notify(%(channel)s, queue) FROM upd
+    SELECT pg_notify(%(channel)s, queue) FROM upd WHERE status = 'pending'
 )
 SELECT * FROM upd WHERE (SELECT count(*) FROM notified) >= 0;
 
@@ -337,10 +420,12 @@ SELECT * FROM upd WHERE (SELECT count(*) FROM notified) >= 0;
 SELECT * FROM {schema}.items WHERE id = %(id)s;
 
 -- name: item_list
--- Items filtered by queue and status, newest first.
+-- Items filtered by queue, status and metadata (JSON containment: items_metadata_idx can serve it), newest
+-- first.
 SELECT * FROM {schema}.items
  WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
    AND (%(status)s::text IS NULL OR status = %(status)s)
+   AND (%(metadata)s::jsonb IS NULL OR metadata @> %(metadata)s::jsonb)
  ORDER BY id DESC
  LIMIT %(limit)s::int;
 
@@ -349,17 +434,59 @@ SELECT * FROM {schema}.items
 SELECT id, item_id, at, event, agent, detail FROM {schema}.item_events WHERE item_id = %(id)s ORDER BY id;
 
 -- name: queue_status
--- Counts per queue and status, the age of the oldest due pending item, and leases past their expiry.
-SELECT queue, status, count(*) AS items,
-       extract(epoch FROM now() - min(run_at) FILTER (WHERE status = 'pending' AND run_at <= now()))
-         AS oldest_pending_seconds,
-       count(*) FILTER (WHERE status = 'claimed' AND lease_expires_at < now()) AS expired_leases
-  FROM {schema}.items
- WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
- GROUP BY queue, status
- ORDER BY queue, status;
+-- Counts per queue and status, the age of the oldest due pending item, leases past their expiry, dedupe keys
+-- still held in their cooldown by finished items, and the counts by kind and by priority (JSON objects; a
+-- kind of NULL is "(none)", which no kind name can be). One pass over items grouped by all four, then folded.
+WITH cells AS (
+    SELECT queue, status, kind, priority, count(*) AS items,
+           min(run_at) FILTER (WHERE status = 'pending' AND run_at <= now()) AS oldest_due,
+           count(*) FILTER (WHERE status = 'claimed' AND lease_expires_at < now()) AS expired_leases,
+           count(*) FILTER (WHERE dedupe_held AND status IN ('done', 'failed', 'cancelled')
+                              AND dedupe_cooldown IS NOT NULL AND finished_at + dedupe_cooldown > now())
+             AS dedupe_in_cooldown
+      FROM {schema}.items
+     WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
+     GROUP BY queue, status, kind, priority
+), kinds AS (
+    SELECT queue, status, jsonb_object_agg(kind, items) AS by_kind
+      FROM (SELECT queue, status, coalesce(kind, '(none)') AS kind, sum(items) AS items
+              FROM cells GROUP BY 1, 2, 3) k
+     GROUP BY queue, status
+), priorities AS (
+    SELECT queue, status, jsonb_object_agg(priority::text, items) AS by_priority
+      FROM (SELECT queue, status, priority, sum(items) AS items FROM cells GROUP BY 1, 2, 3) p
+     GROUP BY queue, status
+)
+SELECT c.queue, c.status, sum(c.items) AS items,
+       extract(epoch FROM now() - min(c.oldest_due)) AS oldest_pending_seconds,
+       sum(c.expired_leases) AS expired_leases, sum(c.dedupe_in_cooldown) AS dedupe_in_cooldown,
+       k.by_kind, p.by_priority
+  FROM cells c
+  JOIN kinds k USING (queue, status)
+  JOIN priorities p USING (queue, status)
+ GROUP BY c.queue, c.status, k.by_kind, p.by_priority
+ ORDER BY c.queue, c.status;
 
 -- name: queue_next_due
 -- Seconds until the earliest pending item in these queues becomes due (NULL when none is waiting).
 SELECT extract(epoch FROM min(run_at) - now()) AS seconds
   FROM {schema}.items WHERE queue = ANY(%(queues)s::text[]) AND status = 'pending';
+
+-- name: item_claim_by_id
+-- Claim one pending item by id, due or not: `clawnsole handlers run` enqueues its item and claims it in one
+-- transaction, so no worker ever sees it pending. Fenced on status = 'pending' (zero rows: it is not). The
+-- queue's pause and limits are not consulted: a person asked for this very item to run now.
+WITH claimed AS (
+    UPDATE {schema}.items i
+       SET status = 'claimed', claimed_by = %(agent)s::text, attempts = i.attempts + 1,
+           lease_token = gen_random_uuid(),
+           lease_seconds = coalesce(%(lease)s::float8, i.lease_seconds),
+           lease_expires_at = now() + make_interval(secs => coalesce(%(lease)s::float8, i.lease_seconds)),
+           claimed_at = now(), updated_at = now(), progress_note = NULL, progress_percent = NULL
+     WHERE i.id = %(id)s::bigint AND i.status = 'pending'
+    RETURNING i.*
+), ev AS (
+    INSERT INTO {schema}.item_events (item_id, event, agent, detail)
+    SELECT id, 'claimed', claimed_by, jsonb_build_object('attempt', attempts) FROM claimed
+)
+SELECT * FROM claimed;
