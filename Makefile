@@ -2,7 +2,7 @@
 .PHONY: install test lint typecheck bench demo reliability
 
 install:
-	pip install -e ''.[dev,embedded,web]'
+	pip install -e '.[dev,embedded,web]'
 
 test:
 	pytest
