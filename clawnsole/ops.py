@@ -179,6 +179,10 @@ def enqueue_many(items: Sequence[NewItem], *, agent: str | None) -> Op[list[int]
     return [int(r["id"]) for r in rows]
 
 
+# The claim statement by whether one queue is named (its own, cheaper to plan) or several.
+CLAIM_STATEMENTS = {True: "item_claim_one", False: "item_claim"}
+
+
 def claim(
     queues: Sequence[str],
     *,
@@ -197,7 +201,7 @@ def claim(
     }
     if recover:
         yield Step("lease_recover_expired", params)
-    rows = yield Step("item_claim", params)
+    rows = yield Step(CLAIM_STATEMENTS[len(names) == 1], params)
     return [Item.from_row(r) for r in rows]
 
 

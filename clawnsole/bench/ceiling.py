@@ -111,7 +111,7 @@ class Renderer:
         text = "\n".join(
             line for line in self._scratch.statement(step.name).splitlines() if not line.lstrip().startswith("--")
         )
-        if step.name == "item_claim":
+        if step.name in ops.CLAIM_STATEMENTS.values():
             head, _, _ = text.rpartition("\nSELECT ")
             text = f"{head}\n{_CLAIM_RESULT}"
         if style == "psycopg":
@@ -124,7 +124,7 @@ class Renderer:
             literal = sql.Literal(params[name]).as_string(self._conn)
             return literal.replace("%", "%%") if style == "psycopg" else _no_colons(literal)
 
-        return Command(_PARAM.sub(substitute, text), gset=step.name == "item_claim")
+        return Command(_PARAM.sub(substitute, text), gset=step.name in ops.CLAIM_STATEMENTS.values())
 
 
 def _no_colons(literal: str) -> str:

@@ -54,14 +54,14 @@ def claim_plan(
         step = next(claim)
         # Statements the claim runs before the claim itself (reading queue controls, say) run as they are,
         # in the same rolled-back transaction, so the claim is planned in the state it would meet.
-        while step.name != "item_claim":
+        while step.name not in ops.CLAIM_STATEMENTS.values():
             rows = yield step
             step = claim.send(rows)
     except StopIteration:
         raise Conflict(f"a claim from {', '.join(names)} runs no claim statement now (is the queue paused?)") from None
     finally:
         claim.close()
-    rows = yield explain_step("item_claim", step.params, analyze=analyze, fmt=fmt)
+    rows = yield explain_step(step.name, step.params, analyze=analyze, fmt=fmt)
     plan: Any = rows[0]["QUERY PLAN"] if fmt == "json" else "\n".join(str(r["QUERY PLAN"]) for r in rows)
     text = plan if isinstance(plan, str) else json.dumps(plan)
     return ClaimPlan(names, limit, analyze, plan, CLAIMABLE_INDEX in text)

@@ -36,7 +36,7 @@ Plan: TypeAlias = Generator[Op[Any], Any, T]
 RUN_LOG_KEEP = 200
 # How many due schedules one listing hands to a tick before it lists again.
 TICK_BATCH = 100
-OPEN_STATUSES = ("pending", "claimed")
+OPEN_STATUSES = ("waiting", "pending", "claimed")
 _UPDATABLE = {f.name for f in fields(ScheduleDef)} - {"name"}
 
 

@@ -322,12 +322,10 @@ def test_the_claim_of_a_limited_queue_still_reads_the_claim_index_in_order(wq: W
         conn.execute("ANALYZE clawnsole.items")
         Queues(wq).limit("big", concurrency=5, rate="100/s", by="ops")
         params = {"agent": "w", "lease": 30, "limit": 10, "channel": "c"}
-        for names in (["big"], ["big", "other"]):
+        for name, names in [("item_claim_one", ["big"]), ("item_claim", ["big"]), ("item_claim", ["big", "other"])]:
             plan = "\n".join(
                 str(r[0])
-                for r in conn.execute(
-                    "EXPLAIN (ANALYZE) " + statement(SCHEMA, "item_claim"), params | {"queues": names}
-                )
+                for r in conn.execute("EXPLAIN (ANALYZE) " + statement(SCHEMA, name), params | {"queues": names})
             )
             assert "Index Scan using items_claimable_idx" in plan, plan
             assert "Seq Scan on items" not in plan, plan

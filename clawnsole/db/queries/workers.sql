@@ -3,10 +3,14 @@
 
 -- name: queue_next_wakeup
 -- Seconds until an idle worker has something to try in these queues: the earliest pending run_at, or the
--- earliest lease held by another agent running out (claim recovers it). NULL when there is neither.
+-- earliest lease held by another agent running out (claim recovers it). NULL when there is neither. A paused
+-- queue's pending items are left out: nothing can be claimed from it, and `queue resume` sends a NOTIFY, so
+-- a worker sleeps until then instead of looking again every quarter second.
 SELECT extract(epoch FROM least(
          (SELECT min(run_at) FROM {schema}.items
-           WHERE queue = ANY(%(queues)s::text[]) AND status = 'pending'),
+           WHERE queue = ANY(ARRAY(SELECT unnest(%(queues)s::text[])
+                                   EXCEPT SELECT name FROM {schema}.queues WHERE state = 'paused'))
+             AND status = 'pending'),
          (SELECT min(lease_expires_at) FROM {schema}.items
            WHERE queue = ANY(%(queues)s::text[]) AND status = 'claimed'
              AND claimed_by IS DISTINCT FROM %(agent)s::text)
