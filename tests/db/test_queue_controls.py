@@ -363,3 +363,16 @@ def test_bad_limits_write_nothing(wq: WorkQueue, db_url: str) -> None:
         assert raised.value.field == field
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT count(*) FROM clawnsole.queues").fetchone() == (0,)
+
+
+def test_an_idle_worker_sleeps_through_a_paused_queue_until_it_is_resumed(wq: WorkQueue) -> None:
+    from clawnsole.worker.steps import next_wakeup
+
+    _fill(wq, "jobs", 2)
+    assert wq.run(next_wakeup(["jobs"], agent="w")) == pytest.approx(0, abs=1.0)  # due now: try at once
+    Queues(wq).pause("jobs", by="ops")
+    # Nothing can be claimed until `queue resume`, which notifies: no reason to look again every 0.25 s.
+    assert wq.run(next_wakeup(["jobs"], agent="w")) is None
+    assert wq.run(next_wakeup(["jobs", "other"], agent="w")) is None
+    Queues(wq).resume("jobs", by="ops")
+    assert wq.run(next_wakeup(["jobs"], agent="w")) is not None
