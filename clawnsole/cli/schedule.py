@@ -111,7 +111,9 @@ def add(
     system: Annotated[
         str | None,
         typer.Option(
-            "--system", help="A job Clawnsole runs itself: cleanup (with --older-than), run by the scheduler."
+            "--system",
+            help="A job Clawnsole runs itself, run by the scheduler: cleanup (with --older-than), or replay (dead"
+            ' letters; its filters in --payload, e.g. {"since": "24h", "exclude_kinds": ["x"], "max_replays": 3}).',
         ),
     ] = None,
     older_than: Annotated[

@@ -25,7 +25,7 @@ from clawnsole.retention.api import Retention
 from clawnsole.retention.models import CleanupOptions, CleanupReport
 from clawnsole.schedules.api import Schedules, schedule_channel
 from clawnsole.schedules.models import SystemRun, TickReport
-from clawnsole.schedules.system import CLEANUP_KIND, SYSTEM_QUEUE
+from clawnsole.schedules.system import CLEANUP_KIND, REPLAY_KIND, SYSTEM_QUEUE, SYSTEMS, replay_payload
 
 log = logging.getLogger("clawnsole.scheduler")
 
@@ -95,6 +95,8 @@ def run_system_items(
 def _run_system_item(queue: WorkQueue, item: Item, stop: threading.Event | None) -> SystemRun:
     token = str(item.lease_token)
     try:
+        if item.kind == REPLAY_KIND:
+            return _run_replay(queue, item, token)
         if item.kind != CLEANUP_KIND:
             raise InvalidInput("kind", f"{item.kind!r} is not a system job: the {SYSTEM_QUEUE!r} queue is reserved")
         options = CleanupOptions.from_payload(item.payload)
@@ -120,6 +122,18 @@ def _run_system_item(queue: WorkQueue, item: Item, stop: threading.Event | None)
     return SystemRun(item.id, item.kind, "done", result=report.to_json())
 
 
+def _run_replay(queue: WorkQueue, item: Item, token: str) -> SystemRun:
+    """A replay schedule's window: `dlq replay` with the payload's filters, the report as the result. The
+    items of the reserved queue itself are never replayed (a failed system run waits for a person)."""
+    from clawnsole.deadletters.api import DeadLetters
+
+    options = replay_payload(item.payload)
+    options["exclude_kinds"] = list(dict.fromkeys([*options.get("exclude_kinds", []), *SYSTEMS.values()]))
+    report = DeadLetters(queue).replay(**options)
+    queue.done(item.id, lease_token=token, result=report.to_json())
+    return SystemRun(item.id, item.kind, "done", result=report.to_json())
+
+
 def _log_report(report: TickReport) -> None:
     for fired in report.fired:
         for fire_at, item_id in fired.enqueued:
@@ -136,7 +150,7 @@ def _log_report(report: TickReport) -> None:
 
 
 # The fields of a cleanup's result worth a log line.
-_LOGGED = ("items", "events", "batches", "kept_in_cooldown")
+_LOGGED = ("items", "events", "batches", "kept_in_cooldown", "matched", "replayed")
 
 
 class _Session:

@@ -203,3 +203,53 @@ def test_the_seeds_maintenance_cleanup_entry_imports_as_a_system_cleanup_schedul
     seed.write_text(seed.read_text().replace("retentionDays: 30", "retentionDays: 0"))
     refused = cli("schedule", "import", str(seed))
     assert refused.code == 2 and "retentionDays" in refused.stderr
+
+
+def _failed(db_url: str, queue_name: str, kind: str, count: int) -> list[int]:
+    with WorkQueue(db_url) as wq:
+        ids = wq.enqueue_many([NewItem(queue_name, f"broken {n}", kind=kind, max_attempts=1) for n in range(count)])
+        for item in wq.claim_next(queue_name, limit=count):
+            wq.fail(item.id, "boom", lease_token=str(item.lease_token))
+    return ids
+
+
+def test_the_seeds_maintenance_retry_entry_replays_recent_dead_letters_except_its_excluded_jobs(
+    cli: Cli, db_url: str, tmp_path: Path
+) -> None:
+    seed = tmp_path / "scheduler.yaml"
+    seed.write_text(
+        "schedules:\n"
+        "  - jobId: maintenance.retry\n"
+        '    schedule: "0 * * * *"\n'
+        "    enabled: true\n"
+        "    input:\n"
+        "      maxRetries: 3\n"
+        "      lookbackHours: 24\n"
+        "      excludeJobs:\n"
+        "        - daily.questmaster.dryrun\n"
+        "        - maintenance.cleanup\n"
+    )
+    imported = cli("schedule", "import", str(seed))
+    assert imported.code == 0 and "create maintenance.retry" in imported.stdout, imported
+    shown = json.loads(cli("schedule", "show", "maintenance.retry").stdout)
+    assert (shown["queue"], shown["kind"], shown["payload"]) == (
+        "clawnsole",
+        "clawnsole.replay",
+        {"since": "24h", "max_replays": 3, "exclude_kinds": ["daily.questmaster.dryrun", "maintenance.cleanup"]},
+    )
+    replayed = _failed(db_url, "ops", "daily.questmaster", 3)
+    excluded = _failed(db_url, "ops", "daily.questmaster.dryrun", 2)
+    stale = _failed(db_url, "ops", "daily.questmaster", 1)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE clawnsole.items SET finished_at = now() - interval '2 days' WHERE id = ANY(%s)", [stale])
+        conn.execute("UPDATE clawnsole.schedules SET next_run_at = now() - interval '1 minute'")
+    [run] = _tick(cli)["system_items"]
+    assert (run["kind"], run["outcome"], run["result"]["replayed"]) == ("clawnsole.replay", "done", 3), run
+    statuses = dict(
+        psycopg.connect(db_url).execute("SELECT id, status FROM clawnsole.items WHERE queue = 'ops'").fetchall()
+    )
+    assert [statuses[i] for i in replayed] == ["pending"] * 3
+    assert [statuses[i] for i in excluded + stale] == ["failed"] * 3
+    seed.write_text(seed.read_text().replace("lookbackHours: 24", "lookbackHours: often"))
+    refused = cli("schedule", "import", str(seed))
+    assert refused.code == 2 and "lookbackHours" in refused.stderr, refused
