@@ -45,6 +45,13 @@ class NotFound(ClawnsoleError):
     exit_code = 4
 
 
+class Unauthorized(ClawnsoleError):
+    """The HTTP API refused the token: none given, unknown, expired or revoked (401), or it lacks the scope
+    the operation needs (403). A code of its own, 6, so a script can tell "fix the token" from "retry"."""
+
+    exit_code = 6
+
+
 class DatabaseError(ClawnsoleError):
     """The database refused a statement for a reason other than bad input or a lost connection (a
     statement timeout, a read-only server, a disk full, ...). Nothing of the statement was kept."""

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
 import typer
 
 if TYPE_CHECKING:
+    from clawnsole.client import ApiClient
     from clawnsole.config import Settings
     from clawnsole.errors import InvalidInput
     from clawnsole.queue import WorkQueue
@@ -20,7 +21,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 ok, 2 bad input, 3 lease lost or conflict, 4 not found, 5 database unreachable or schema missing."
+    "Exit codes: 0 ok, 2 bad input, 3 lease lost or conflict, 4 not found, 5 database unreachable or schema missing,"
+    " 6 the API refused the token."
 )
 
 DatabaseUrl = Annotated[
@@ -36,6 +38,26 @@ Schema = Annotated[
     typer.Option("--schema", help="PostgreSQL schema holding the queue (default: $CLAWNSOLE_SCHEMA or clawnsole)."),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+ApiUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--api-url",
+        envvar="CLAWNSOLE_API_URL",
+        help="Work through the HTTP API of `clawnsole serve` at this URL instead of the database "
+        "($CLAWNSOLE_API_URL; needs --token).",
+        show_default=False,
+    ),
+]
+ApiToken = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="CLAWNSOLE_TOKEN",
+        help="The API token with --api-url ($CLAWNSOLE_TOKEN; never printed).",
+        show_default=False,
+        show_envvar=False,
+    ),
+]
 
 
 # Control characters and line separators, shown escaped: an error is one line, whatever text it quotes,
@@ -150,6 +172,20 @@ def open_queue(url: str | None, schema: str | None, agent: str | None = None) ->
     conninfo, schema_name = resolve(url, schema)
     with connect(conninfo, autocommit=True) as conn:
         yield WorkQueue(conn, schema=schema_name, agent=agent).open()
+
+
+def api_client(api_url: str | None, token: str | None) -> ApiClient | None:
+    """The HTTP API's client when an API URL is given (option or $CLAWNSOLE_API_URL), else None: the command
+    then works on the database. The URL, not the token, picks the way: a worker's child may inherit a token."""
+    if not api_url:
+        return None
+    from clawnsole.errors import InvalidInput
+
+    if not token:
+        raise InvalidInput("token", "missing: with --api-url give --token or set $CLAWNSOLE_TOKEN")
+    from clawnsole.client import ApiClient
+
+    return ApiClient(api_url, token)
 
 
 def print_json(data: Any) -> None:

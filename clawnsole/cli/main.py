@@ -16,6 +16,8 @@ from typer.main import get_command_name
 from clawnsole.cli.bench import bench_command
 from clawnsole.cli.common import EXIT_CODES_HELP, DatabaseUrl, Schema, handle_errors, print_table
 from clawnsole.cli.incidents import doctor_command, explain_claim_command, workers_command
+from clawnsole.cli.mcp import mcp_command
+from clawnsole.cli.tokens import audit_command, serve_command
 
 if TYPE_CHECKING:
     from typer.models import CommandInfo
@@ -36,6 +38,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "dlq": ("clawnsole.cli.dlq", "app"),
     "leases": ("clawnsole.cli.incidents", "leases_app"),
     "alert": ("clawnsole.cli.alert", "app"),
+    "token": ("clawnsole.cli.tokens", "token_app"),
 }
 
 
@@ -78,6 +81,9 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "workers": workers_command,
     "doctor": doctor_command,
     "explain-claim": explain_claim_command,
+    "mcp": mcp_command,
+    "audit": audit_command,
+    "serve": serve_command,
 }
 
 

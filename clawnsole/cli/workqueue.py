@@ -9,9 +9,12 @@ import typer
 
 from clawnsole.cli.common import (
     EXIT_CODES_HELP,
+    ApiToken,
+    ApiUrl,
     AsJson,
     DatabaseUrl,
     Schema,
+    api_client,
     handle_errors,
     open_queue,
     print_json,
@@ -124,6 +127,8 @@ def enqueue(
     ] = None,
     database_url: DatabaseUrl = None,
     schema: Schema = None,
+    api_url: ApiUrl = None,
+    token: ApiToken = None,
 ) -> None:
     """Add a work item (idempotent with --dedupe-key or --key). Prints the item as JSON with `created`."""
     from clawnsole import item_options
@@ -137,6 +142,15 @@ def enqueue(
     if retries is not None:
         attempts = item_options.retries_to_max_attempts(retries)
     instructions, payload = text_options(instructions, instructions_file, payload, payload_file)
+    if (api := api_client(api_url, token)) is not None:
+        options = {
+            "kind": kind, "instructions": instructions, "payload": payload, "priority": priority,
+            "dedupe_key": dedupe_key, "key": key, "cooldown": cooldown, "run_at": run_at, "delay": delay,
+            "max_attempts": attempts, "backoff": backoff, "lease": lease, "after": after, "metadata": metadata,
+        }  # fmt: skip
+        with api:
+            print_json(api.enqueue(queue, title, **options))
+        return
     with open_queue(database_url, schema) as wq:
         outcome = wq.enqueue(
             queue,
@@ -172,6 +186,8 @@ def claim_next(
     wait: Annotated[str | None, typer.Option(help="Block up to this long for an item (LISTEN/NOTIFY).")] = None,
     database_url: DatabaseUrl = None,
     schema: Schema = None,
+    api_url: ApiUrl = None,
+    token: ApiToken = None,
 ) -> None:
     """Claim the next due item. Prints it as JSON, or nothing (exit 0) when there is none."""
     from clawnsole import validate
@@ -179,6 +195,13 @@ def claim_next(
 
     holder = agent or default_agent()
     wait_seconds = None if wait is None else validate.duration(wait, "wait", allow_zero=True)
+    if (api := api_client(api_url, token)) is not None:
+        from clawnsole.cli.over_http import claim_over_http
+
+        with api:
+            for claimed in claim_over_http(api, queue, lease=lease, limit=limit, wait=wait_seconds or 0):
+                print_json(claimed)
+        return
     with open_queue(database_url, schema, agent=holder) as wq:
         if wait_seconds:
             from clawnsole.listen import Listener, claim_waiting
@@ -203,10 +226,19 @@ def progress(
     extend: Annotated[str | None, typer.Option(help="Renew the lease by this long (default: its length).")] = None,
     database_url: DatabaseUrl = None,
     schema: Schema = None,
+    api_url: ApiUrl = None,
+    token: ApiToken = None,
 ) -> None:
     """Record progress and renew the lease of a held item."""
     from clawnsole import ops
 
+    if (api := api_client(api_url, token)) is not None:
+        from clawnsole.cli.over_http import held_lease
+
+        with api:
+            fenced = held_lease(lease)
+            print_json(api.progress(_item_id(item_id), fenced, note=note, percent=percent, extend=extend))
+        return
     _fence(agent, lease)
     by_agent = _warn_if_by_agent(agent, lease)
     with open_queue(database_url, schema) as wq:
@@ -232,10 +264,20 @@ def done(
     result: Annotated[str | None, typer.Option(help="JSON result to store.")] = None,
     database_url: DatabaseUrl = None,
     schema: Schema = None,
+    api_url: ApiUrl = None,
+    token: ApiToken = None,
 ) -> None:
     """Finish a held item successfully."""
     from clawnsole import ops, validate
 
+    if (api := api_client(api_url, token)) is not None:
+        from clawnsole.cli.over_http import held_lease
+
+        with api:
+            fenced = held_lease(lease)
+            value = None if result is None else validate.json_value(result, "result")
+            print_json(api.done(_item_id(item_id), fenced, result=value))
+        return
     _fence(agent, lease)
     value = None if result is None else validate.json_value(result, "result")
     by_agent = _warn_if_by_agent(agent, lease)
@@ -257,10 +299,19 @@ def fail(
     backoff: Annotated[str | None, typer.Option(help="Base retry delay for this failure.")] = None,
     database_url: DatabaseUrl = None,
     schema: Schema = None,
+    api_url: ApiUrl = None,
+    token: ApiToken = None,
 ) -> None:
     """Record a failed attempt: retried after a backoff while attempts remain, else failed."""
     from clawnsole import ops
 
+    if (api := api_client(api_url, token)) is not None:
+        from clawnsole.cli.over_http import held_lease
+
+        with api:
+            fenced = held_lease(lease)
+            print_json(api.fail(_item_id(item_id), fenced, error=error, retry=not no_retry, backoff=backoff))
+        return
     _fence(agent, lease)
     by_agent = _warn_if_by_agent(agent, lease)
     with open_queue(database_url, schema) as wq:
@@ -284,10 +335,16 @@ def show(
     item_id: ItemId = None,
     database_url: DatabaseUrl = None,
     schema: Schema = None,
+    api_url: ApiUrl = None,
+    token: ApiToken = None,
 ) -> None:
     """Show one item with its prerequisites and dependents (each with its status) and its history."""
     from clawnsole.dependencies.api import Dependencies
 
+    if (api := api_client(api_url, token)) is not None:
+        with api:
+            print_json(api.show(_item_id(item_id, positional_id)))
+        return
     with open_queue(database_url, schema) as wq:
         wanted = _item_id(item_id, positional_id)
         item = wq.get(wanted)
@@ -313,17 +370,26 @@ def list_(
     as_json: AsJson = False,
     database_url: DatabaseUrl = None,
     schema: Schema = None,
+    api_url: ApiUrl = None,
+    token: ApiToken = None,
 ) -> None:
     """List items, newest first."""
     from clawnsole.cli.filters import metadata_filter
 
     wanted = metadata_filter(metadata or [])
-    with open_queue(database_url, schema) as wq:
-        items = wq.list(queue, status, limit, metadata=wanted)
+    if (api := api_client(api_url, token)) is not None:
+        from clawnsole.errors import InvalidInput
+
+        if wanted:
+            raise InvalidInput("metadata", "filtering by metadata is not offered by the API: list without it")
+        with api:
+            rows: list[dict[str, Any]] = api.list(queue=queue, status=status, limit=limit)
+    else:
+        with open_queue(database_url, schema) as wq:
+            rows = [i.to_json(with_instructions=False) for i in wq.list(queue, status, limit, metadata=wanted)]
     if as_json:
-        print_json([i.to_json(with_instructions=False) for i in items])
+        print_json(rows)
         return
-    rows: list[dict[str, Any]] = [i.to_json(with_instructions=False) for i in items]
     print_table(rows, ["id", "queue", "status", "priority", "attempts", "kind", "title", "claimed_by", "run_at"])
 
 
@@ -334,21 +400,31 @@ def status(
     as_json: AsJson = False,
     database_url: DatabaseUrl = None,
     schema: Schema = None,
+    api_url: ApiUrl = None,
+    token: ApiToken = None,
 ) -> None:
     """Counts per queue and status (and by kind and priority), the oldest pending age, expired leases, and
     the dedupe keys finished items still hold in their cooldown."""
-    with open_queue(database_url, schema) as wq:
-        counts = wq.status(queue)
+    if (api := api_client(api_url, token)) is not None:
+        with api:
+            counts: list[dict[str, Any]] = api.status(queue)
+    else:
+        with open_queue(database_url, schema) as wq:
+            counts = [c.to_json() for c in wq.status(queue)]
     if as_json:
-        print_json([c.to_json() for c in counts])
+        print_json(counts)
         return
 
     def spread(counted: dict[str, int]) -> str:
         return " ".join(f"{name}={n}" for name, n in counted.items())
 
     rows = [
-        c.to_json()
-        | {"in_cooldown": c.dedupe_in_cooldown, "kinds": spread(c.by_kind), "priorities": spread(c.by_priority)}
+        c
+        | {
+            "in_cooldown": c["dedupe_in_cooldown"],
+            "kinds": spread(c["by_kind"]),
+            "priorities": spread(c["by_priority"]),
+        }
         for c in counts
     ]
     columns = ["queue", "status", "items", "oldest_pending_seconds", "expired_leases", "in_cooldown"]
@@ -363,8 +439,14 @@ def cancel(
     reason: Annotated[str | None, typer.Option(help="Why (kept in the history).")] = None,
     database_url: DatabaseUrl = None,
     schema: Schema = None,
+    api_url: ApiUrl = None,
+    token: ApiToken = None,
 ) -> None:
     """Cancel a pending or waiting item (what waits for it is cancelled too)."""
+    if (api := api_client(api_url, token)) is not None:
+        with api:
+            print_json(api.cancel(_item_id(item_id, positional_id), reason=reason))
+        return
     with open_queue(database_url, schema) as wq:
         item = wq.cancel(_item_id(item_id, positional_id), reason=reason)
     print_json(item.to_json())
@@ -377,8 +459,14 @@ def retry(
     item_id: ItemId = None,
     database_url: DatabaseUrl = None,
     schema: Schema = None,
+    api_url: ApiUrl = None,
+    token: ApiToken = None,
 ) -> None:
     """Requeue a failed or cancelled item with fresh attempts."""
+    if (api := api_client(api_url, token)) is not None:
+        with api:
+            print_json(api.retry(_item_id(item_id, positional_id)))
+        return
     with open_queue(database_url, schema) as wq:
         item = wq.retry(_item_id(item_id, positional_id))
     print_json(item.to_json())

@@ -213,7 +213,10 @@ class ExecHandler:
         self.timeout = timeout
         self.kill_grace = kill_grace
         source = os.environ if environ is None else environ
-        self._environ = {k: v for k, v in source.items() if k not in SYSTEMD_VARIABLES} | {
+        # Nor the HTTP API's token (and URL): the child reports on its item through the database it is given,
+        # and a secret of the worker's operator is not handed to the commands it runs.
+        withheld = (*SYSTEMD_VARIABLES, "CLAWNSOLE_TOKEN", "CLAWNSOLE_API_URL")
+        self._environ = {k: v for k, v in source.items() if k not in withheld} | {
             "CLAWNSOLE_DATABASE_URL": database_url,
             "CLAWNSOLE_SCHEMA": schema,
         }

@@ -1,0 +1,90 @@
+-- The HTTP API's tokens and audit log, and the reads the API pages through (keyset item pages, the event
+-- feed for SSE). `{schema}` is replaced by the quoted schema name when the registry is loaded.
+
+-- name: api_token_create
+-- Store a new token's hash and grants. Returns no row when the name is taken (a revoked token keeps its
+-- name, so an audit row always names one token).
+INSERT INTO {schema}.api_tokens (name, hash, scopes, queues, expires_at)
+VALUES (%(name)s::text, %(hash)s::text, %(scopes)s::text[], %(queues)s::text[],
+        CASE WHEN %(expires_seconds)s::float8 IS NULL THEN NULL
+             ELSE now() + make_interval(secs => %(expires_seconds)s::float8) END)
+ON CONFLICT (name) DO NOTHING
+RETURNING name, scopes, queues, created_at, expires_at, revoked_at, last_used_at;
+
+-- name: api_token_list
+-- Every token with its grants and dates (never the hash), by name.
+SELECT name, scopes, queues, created_at, expires_at, revoked_at, last_used_at
+  FROM {schema}.api_tokens ORDER BY name;
+
+-- name: api_token_revoke
+-- Revoke a live token; fenced on `revoked_at IS NULL`, so no row: no such token, or revoked already.
+UPDATE {schema}.api_tokens SET revoked_at = now()
+ WHERE name = %(name)s::text AND revoked_at IS NULL
+RETURNING name, scopes, queues, created_at, expires_at, revoked_at, last_used_at;
+
+-- name: api_token_get
+-- One token by name (never the hash), to explain why a revoke changed nothing.
+SELECT name, scopes, queues, created_at, expires_at, revoked_at, last_used_at
+  FROM {schema}.api_tokens WHERE name = %(name)s::text;
+
+-- name: api_token_authenticate
+-- The token with this hash and whether it may be used now (`state`: live, expired or revoked). Marks it used
+-- at most once a minute: a write per request would make every client of one token wait on its row lock.
+WITH found AS (
+    SELECT name, scopes, queues, expires_at, revoked_at, last_used_at,
+           CASE WHEN revoked_at IS NOT NULL THEN 'revoked'
+                WHEN expires_at IS NOT NULL AND expires_at <= now() THEN 'expired'
+                ELSE 'live' END AS state
+      FROM {schema}.api_tokens WHERE hash = %(hash)s::text
+), touched AS (
+    UPDATE {schema}.api_tokens t SET last_used_at = now()
+      FROM found
+     WHERE t.hash = %(hash)s::text AND found.state = 'live'
+       AND (t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute')
+    RETURNING t.name
+)
+SELECT found.*, (SELECT count(*) FROM touched) AS touched FROM found;
+
+-- name: audit_write
+-- One audit row: who (the token's name), what, on what, and how it ended.
+INSERT INTO {schema}.audit_log (token_name, action, target, outcome, detail)
+VALUES (%(token_name)s::text, %(action)s::text, %(target)s::text, %(outcome)s::text, %(detail)s::jsonb)
+RETURNING id, at, token_name, action, target, outcome, detail;
+
+-- name: audit_list
+-- Audit rows newest first, since a time or for the last `since_seconds`, and/or of one token
+-- (audit_log_at_idx / audit_log_token_idx).
+SELECT id, at, token_name, action, target, outcome, detail
+  FROM {schema}.audit_log
+ WHERE (%(since)s::timestamptz IS NULL OR at >= %(since)s::timestamptz)
+   AND (%(since_seconds)s::float8 IS NULL OR at >= now() - make_interval(secs => %(since_seconds)s::float8))
+   AND (%(token_name)s::text IS NULL OR token_name = %(token_name)s::text)
+ ORDER BY id DESC
+ LIMIT %(limit)s::int;
+
+-- name: item_page
+-- One page of items newest first, by keyset (`before`: the last id of the previous page) so a page costs
+-- the same wherever it is; `queues` NULL means all queues (a token's grant), `queue` one of them.
+SELECT * FROM {schema}.items
+ WHERE (%(before)s::bigint IS NULL OR id < %(before)s::bigint)
+   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+   AND (%(status)s::text IS NULL OR status = %(status)s::text)
+   AND (%(kind)s::text IS NULL OR kind = %(kind)s::text)
+ ORDER BY id DESC
+ LIMIT %(limit)s::int;
+
+-- name: item_event_feed
+-- Item events after an event id, oldest first, with each item's queue, for the SSE feed (resumed by
+-- Last-Event-ID). Ids come from one identity, so `id > after` misses nothing committed in order; an event
+-- whose transaction commits late behind a higher id is the feed's documented at-least-once edge.
+SELECT e.id, e.item_id, e.at, e.event, e.agent, e.detail, i.queue
+  FROM {schema}.item_events e JOIN {schema}.items i ON i.id = e.item_id
+ WHERE e.id > %(after)s::bigint
+   AND (%(queues)s::text[] IS NULL OR i.queue = ANY(%(queues)s::text[]))
+ ORDER BY e.id
+ LIMIT %(limit)s::int;
+
+-- name: item_event_last
+-- The newest event id, where a feed without Last-Event-ID starts (only what happens from now on).
+SELECT coalesce(max(id), 0) AS id FROM {schema}.item_events;
