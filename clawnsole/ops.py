@@ -32,6 +32,9 @@ class Step:
 
 T = TypeVar("T")
 Op: TypeAlias = Generator[Step, list[Row], T]
+# An operation of several transactions (a schedule tick, an alert round, a replay in batches): it yields
+# operations, each run in a transaction of its own, and receives their results (or their errors).
+Plan: TypeAlias = Generator[Op[Any], Any, T]
 
 # A racing enqueue can commit its key after our statement's snapshot; a fresh statement then sees it.
 _ENQUEUE_TRIES = 5

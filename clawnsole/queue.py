@@ -229,6 +229,23 @@ class WorkQueue(_Core):
         except psycopg.Error as error:
             raise self._translate(error) from None
 
+    def run_plan(self, plan: ops.Plan[T]) -> T:
+        """Drive a plan of several operations, each in a transaction of its own. An operation's error (other
+        than a lost database, which is raised) is thrown back into the plan, which decides."""
+        try:
+            op = next(plan)
+            while True:
+                try:
+                    result = self.run(op)
+                except DatabaseUnavailable:
+                    raise
+                except ClawnsoleError as error:
+                    op = plan.throw(error)
+                else:
+                    op = plan.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
     def run(self, op: ops.Op[T], conn: psycopg.Connection[Any] | None = None) -> T:
         """Drive one operation to its result inside one transaction, whatever the source: on an autocommit
         connection (the queue's own pool, or a caller's) the transaction is opened here."""
@@ -477,6 +494,22 @@ class AsyncWorkQueue(_Core):
                     yield pooled
         except psycopg.Error as error:
             raise self._translate(error) from None
+
+    async def run_plan(self, plan: ops.Plan[T]) -> T:
+        """Drive a plan of several operations (see `WorkQueue.run_plan`)."""
+        try:
+            op = next(plan)
+            while True:
+                try:
+                    result = await self.run(op)
+                except DatabaseUnavailable:
+                    raise
+                except ClawnsoleError as error:
+                    op = plan.throw(error)
+                else:
+                    op = plan.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
 
     async def run(self, op: ops.Op[T], conn: psycopg.AsyncConnection[Any] | None = None) -> T:
         """Drive one operation to its result inside one transaction, whatever the source (see `WorkQueue.run`)."""

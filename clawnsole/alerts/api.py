@@ -21,7 +21,6 @@ from clawnsole.alerts import ops as alert_ops
 from clawnsole.alerts.engine import EvaluationReport
 from clawnsole.alerts.ops import AlertState, ImportReport
 from clawnsole.alerts.rules import AlertSettings, AlertsFile, Rule, RuleDef, check_conditions
-from clawnsole.errors import ClawnsoleError, DatabaseUnavailable
 from clawnsole.queue import AsyncWorkQueue, WorkQueue, notify_channel
 
 T = TypeVar("T")
@@ -129,23 +128,7 @@ class Alerts:
         self, *, every: float = 0.0, groups: Sequence[str] | None = None, now: datetime | None = None
     ) -> EvaluationReport:
         """One evaluation round: every rule not evaluated within `every` seconds, each by one evaluator."""
-        return self._drive(engine.evaluate(every=every, groups=groups, now=now))
-
-    def _drive(self, plan: engine.Plan[T]) -> T:
-        # An operation's error (other than a lost database) is thrown back into the plan, which decides.
-        try:
-            op = next(plan)
-            while True:
-                try:
-                    result = self._queue.run(op)
-                except DatabaseUnavailable:
-                    raise
-                except ClawnsoleError as error:
-                    op = plan.throw(error)
-                else:
-                    op = plan.send(result)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+        return self._queue.run_plan(engine.evaluate(every=every, groups=groups, now=now))
 
 
 class AsyncAlerts:
@@ -214,22 +197,7 @@ class AsyncAlerts:
         self, *, every: float = 0.0, groups: Sequence[str] | None = None, now: datetime | None = None
     ) -> EvaluationReport:
         """One evaluation round (see `Alerts.evaluate`)."""
-        return await self._drive(engine.evaluate(every=every, groups=groups, now=now))
-
-    async def _drive(self, plan: engine.Plan[T]) -> T:
-        try:
-            op = next(plan)
-            while True:
-                try:
-                    result = await self._queue.run(op)
-                except DatabaseUnavailable:
-                    raise
-                except ClawnsoleError as error:
-                    op = plan.throw(error)
-                else:
-                    op = plan.send(result)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+        return await self._queue.run_plan(engine.evaluate(every=every, groups=groups, now=now))
 
 
 __all__ = ["Alerts", "AsyncAlerts", "alert_channel", "definition"]

@@ -19,10 +19,10 @@ transaction of its own so one broken rule never undoes another's work. A rule's 
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeVar
 
 from psycopg.types.json import Jsonb
 
@@ -31,10 +31,9 @@ from clawnsole.alerts.conditions import Finding
 from clawnsole.alerts.ops import get_settings
 from clawnsole.alerts.rules import CHANNELS, GROUPS, AlertSettings, Rule
 from clawnsole.errors import ClawnsoleError, Conflict, InvalidInput
-from clawnsole.ops import Op, Step
+from clawnsole.ops import Op, Plan, Step
 
 T = TypeVar("T")
-Plan: TypeAlias = Generator[Op[Any], Any, T]
 Row = dict[str, Any]
 
 HOUR = timedelta(hours=1)

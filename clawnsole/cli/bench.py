@@ -10,7 +10,9 @@ import typer
 
 from clawnsole.cli.common import DatabaseUrl, handle_errors
 
-SCENARIO_HELP = "enqueue, throughput, latency, backlog, cli, ceiling (default: all)."
+SCENARIO_HELP = (
+    "enqueue, throughput, latency, backlog, cli, api (the HTTP API; needs the [web] extra), ceiling (default: all)."
+)
 
 
 @handle_errors

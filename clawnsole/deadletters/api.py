@@ -48,12 +48,7 @@ class DeadLetters:
         plan = dlq_ops.replay(
             dead_letter_filter(**where), agent=self._queue.agent, dry_run=dry_run, batch_size=batch_size
         )
-        try:
-            op = next(plan)
-            while True:
-                op = plan.send(self._queue.run(op))
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+        return self._queue.run_plan(plan)
 
 
 class AsyncDeadLetters:
@@ -81,12 +76,7 @@ class AsyncDeadLetters:
         plan = dlq_ops.replay(
             dead_letter_filter(**where), agent=self._queue.agent, dry_run=dry_run, batch_size=batch_size
         )
-        try:
-            op = next(plan)
-            while True:
-                op = plan.send(await self._queue.run(op))
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+        return await self._queue.run_plan(plan)
 
 
 def ids_from_text(text: str) -> list[int]:

@@ -8,17 +8,15 @@ it did stays done if it is interrupted — so `replay` is a *plan*: a generator 
 
 from __future__ import annotations
 
-from collections.abc import Generator
-from typing import Any, TypeAlias, TypeVar
+from typing import TypeVar
 
 from clawnsole import validate
 from clawnsole.deadletters.models import DeadLetter, DeadLetterFilter, ReplayPlan, ReplayReport
 from clawnsole.errors import NotFound
 from clawnsole.models import Event, Item
-from clawnsole.ops import Op, Row, Step
+from clawnsole.ops import Op, Plan, Row, Step
 
 T = TypeVar("T")
-Plan: TypeAlias = Generator[Op[Any], Any, T]
 
 # Items per replay transaction: few enough that each commits in milliseconds and holds its row locks
 # only that long, many enough that a large replay is not dominated by round trips.

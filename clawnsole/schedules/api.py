@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from clawnsole.errors import ClawnsoleError, DatabaseUnavailable
 from clawnsole.models import Enqueued
 from clawnsole.queue import AsyncWorkQueue, WorkQueue, notify_channel
 from clawnsole.schedules import ops as schedule_ops
@@ -169,27 +168,11 @@ class Schedules:
 
     def tick(self, *, now: datetime | None = None) -> TickReport:
         """Fire every due schedule once; safe to run from any number of processes at once."""
-        return self._drive(schedule_ops.tick(agent=self._queue.agent, now=now))
+        return self._queue.run_plan(schedule_ops.tick(agent=self._queue.agent, now=now))
 
     def seconds_until_due(self) -> float | None:
         """Seconds until the earliest active schedule is due (None: there is none)."""
         return self._queue.run(schedule_ops.seconds_until_due())
-
-    def _drive(self, plan: schedule_ops.Plan[T]) -> T:
-        # An operation's error (other than a lost database) is thrown back into the plan, which decides.
-        try:
-            op = next(plan)
-            while True:
-                try:
-                    result = self._queue.run(op)
-                except DatabaseUnavailable:
-                    raise
-                except ClawnsoleError as error:
-                    op = plan.throw(error)
-                else:
-                    op = plan.send(result)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
 
 
 class AsyncSchedules:
@@ -269,26 +252,11 @@ class AsyncSchedules:
 
     async def tick(self, *, now: datetime | None = None) -> TickReport:
         """Fire every due schedule once; safe to run from any number of processes at once."""
-        return await self._drive(schedule_ops.tick(agent=self._queue.agent, now=now))
+        return await self._queue.run_plan(schedule_ops.tick(agent=self._queue.agent, now=now))
 
     async def seconds_until_due(self) -> float | None:
         """Seconds until the earliest active schedule is due (None: there is none)."""
         return await self._queue.run(schedule_ops.seconds_until_due())
-
-    async def _drive(self, plan: schedule_ops.Plan[T]) -> T:
-        try:
-            op = next(plan)
-            while True:
-                try:
-                    result = await self._queue.run(op)
-                except DatabaseUnavailable:
-                    raise
-                except ClawnsoleError as error:
-                    op = plan.throw(error)
-                else:
-                    op = plan.send(result)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
 
 
 __all__ = ["AsyncSchedules", "Schedules", "definition", "schedule_channel"]

@@ -8,7 +8,7 @@ an operation's error back into the plan so it can record the failure and go on.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any, TypeAlias, TypeVar
@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 from clawnsole import ops
 from clawnsole.errors import ClawnsoleError, InvalidInput, NotFound
 from clawnsole.models import Enqueued
-from clawnsole.ops import Op, Step
+from clawnsole.ops import Op, Plan, Step
 from clawnsole.schedules import fire_times
 from clawnsole.schedules.models import (
     Fired,
@@ -30,7 +30,6 @@ from clawnsole.schedules.models import (
 )
 
 T = TypeVar("T")
-Plan: TypeAlias = Generator[Op[Any], Any, T]
 
 # How many run-log entries a schedule keeps (the newest).
 RUN_LOG_KEEP = 200
