@@ -58,33 +58,46 @@ def api(b: Bench) -> None:
     per_client = max(1, s.api_items // CLIENTS)
     total = per_client * CLIENTS
     b.scratch.reset()
-    with _server(b) as base_url, b.queue(connections=CLIENTS) as wq:
+    with _server(b) as (base_url, server_pid), b.queue(connections=CLIENTS) as wq:
         secret = Tokens(wq).create("bench-api", ["enqueue", "work"], queues=[QUEUE]).secret
         clients = [ApiClient(base_url, secret) for _ in range(CLIENTS)]
         try:
-            runs: dict[str, list[float]] = {"library enqueue": [], "api enqueue": [], "library claim": [], "api claim": []}
+            runs: dict[str, list[float]] = {
+                "library enqueue": [],
+                "api enqueue": [],
+                "library claim": [],
+                "api claim": [],
+            }
+            # CPU milliseconds per item of the server process and of this one (the clients), API runs only.
+            cpu: dict[str, list[tuple[float, float]]] = {"api enqueue": [], "api claim": []}
             for n in range(s.repeats + 1):  # the first round warms up and is not counted
                 count = WARM_UP if n == 0 else per_client
-                timed = {
-                    "library enqueue": _together([_library_enqueue(wq, count)] * CLIENTS),
-                    "api enqueue": _together([_api_enqueue(c, count) for c in clients]),
-                }
+                used: dict[str, tuple[float, float]] = {}
+                timed = {"library enqueue": _together([_library_enqueue(wq, count)] * CLIENTS)}
+                with _cpu_per_item(server_pid, count * CLIENTS, used, "api enqueue"):
+                    timed["api enqueue"] = _together([_api_enqueue(c, count) for c in clients])
                 _backlog(b, wq, 2 * count * CLIENTS)
                 timed["library claim"] = _together([_library_claim_done(wq, count)] * CLIENTS)
-                timed["api claim"] = _together([_api_claim_done(c, count) for c in clients])
+                with _cpu_per_item(server_pid, count * CLIENTS, used, "api claim"):
+                    timed["api claim"] = _together([_api_claim_done(c, count) for c in clients])
                 if n > 0:
                     for key, seconds in timed.items():
                         runs[key].append(total / seconds)
+                    for key, spent in used.items():
+                        cpu[key].append(spent)
         finally:
             for client in clients:
                 client.close()
     for measure, key in (("enqueue", "enqueue"), ("claim+done", "claim")):
-        _figure(b, measure, runs[f"api {key}"], runs[f"library {key}"], total)
+        _figure(b, measure, runs[f"api {key}"], runs[f"library {key}"], total, cpu[f"api {key}"])
 
 
-def _figure(b: Bench, measure: str, api_runs: list[float], library_runs: list[float], items: int) -> None:
+def _figure(
+    b: Bench, measure: str, api_runs: list[float], library_runs: list[float], items: int, cpu: list[tuple[float, float]]
+) -> None:
     """One API figure, with the library's beside it where the ceiling goes (the table's ratio is API/library)."""
     value, library = median(api_runs), median(library_runs)
+    server_cpu, clients_cpu = median([c[0] for c in cpu]), median([c[1] for c in cpu])
     b.report.add(
         Figure(
             "api",
@@ -97,11 +110,16 @@ def _figure(b: Bench, measure: str, api_runs: list[float], library_runs: list[fl
                 "runs": [round(r) for r in api_runs],
                 "library_runs": [round(r) for r in library_runs],
                 "items": items,
-                "note": f"vs the library's {library:,.0f}/s",
+                "server_cpu_ms_per_item": round(server_cpu, 3),
+                "clients_cpu_ms_per_item": round(clients_cpu, 3),
+                "note": f"vs the library's {library:,.0f}/s; CPU per item: server {server_cpu:.2f} ms,"
+                f" clients {clients_cpu:.2f} ms",
             },
         )
     )
-    b.log(f"  api {measure} {CLIENTS} clients: {value:,.0f}/s ({value / library:.0%} of the library's {library:,.0f}/s)")
+    b.log(
+        f"  api {measure} {CLIENTS} clients: {value:,.0f}/s ({value / library:.0%} of the library's {library:,.0f}/s)"
+    )
 
 
 def _together(work: list[Callable[[], None]]) -> float:
@@ -174,6 +192,25 @@ def _backlog(b: Bench, wq: WorkQueue, at_least: int) -> None:
         wq.enqueue_many([NewItem(QUEUE, f"backlog {n}") for n in range(start, min(missing, start + 10_000))])
 
 
+@contextmanager
+def _cpu_per_item(pid: int, items: int, into: dict[str, tuple[float, float]], key: str) -> Iterator[None]:
+    """Store in `into[key]` the CPU milliseconds per item the block cost the server process and this one (the
+    clients): with both beside the rate, a figure says which side of the HTTP connection it was bound by."""
+    server, here = _process_cpu(pid), time.process_time()
+    yield
+    into[key] = ((_process_cpu(pid) - server) * 1000 / items, (time.process_time() - here) * 1000 / items)
+
+
+def _process_cpu(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (Linux `/proc`; 0.0 elsewhere, so the figure is 0)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # After the command name: state is field 3, utime and stime fields 14 and 15 (proc(5)).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _free_port() -> int:
     """A port free on 127.0.0.1 now (the server binds it a moment later; a clash fails its start loudly)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -182,7 +219,7 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _server(b: Bench) -> Iterator[str]:
+def _server(b: Bench) -> Iterator[tuple[str, int]]:
     """`clawnsole serve` on 127.0.0.1 and a free port over the scratch schema, ready; SIGTERM at the end, and
     its exit checked (a server that does not stop cleanly fails the scenario)."""
     port = _free_port()
@@ -201,7 +238,7 @@ def _server(b: Bench) -> Iterator[str]:
             )
         try:
             _wait_ready(process, base_url, log)
-            yield base_url
+            yield base_url, process.pid
         finally:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)

@@ -7,19 +7,28 @@ import traceback
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+from clawnsole.bench import api as bench_api
 from clawnsole.bench import ceiling as raw
 from clawnsole.bench.report import Report
-from clawnsole.bench.scenarios import FULL, QUICK, SCENARIOS, WORKER_CONCURRENCY, Bench, sizes_json
+from clawnsole.bench.scenarios import FULL, NEEDS_WEB, QUICK, SCENARIOS, WORKER_CONCURRENCY, Bench, sizes_json
 from clawnsole.bench.scratch import Scratch, machine
 from clawnsole.db.connect import redact
 from clawnsole.errors import InvalidInput
 
 
-def choose(names: Sequence[str]) -> list[str]:
-    """The scenarios to run, in their fixed order (the ceiling first, so every figure can be compared)."""
+def choose(names: Sequence[str], *, web_missing: str | None = None) -> list[str]:
+    """The scenarios to run, in their fixed order (the ceiling first, so every figure can be compared).
+
+    `web_missing`: why the `[web]` extra cannot be used here. A default run then leaves out the scenarios
+    needing it; naming one of them is refused with that reason."""
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
         raise InvalidInput("scenario", f"unknown {', '.join(unknown)} (choose from {', '.join(SCENARIOS)})")
+    if web_missing is not None:
+        if needing := [n for n in names if n in NEEDS_WEB]:
+            raise InvalidInput("scenario", f"{', '.join(needing)} cannot run: {web_missing}")
+        if not names:
+            return [n for n in SCENARIOS if n not in NEEDS_WEB]
     return [n for n in SCENARIOS if not names or n in names]
 
 
@@ -34,7 +43,10 @@ def run(
     log: Callable[[str], None],
 ) -> Report:
     """Run the scenarios and return the report; the scratch schema is gone afterwards whatever happened."""
-    chosen = choose(names)
+    web_missing = bench_api.web_missing()
+    chosen = choose(names, web_missing=web_missing)
+    if web_missing is not None and not names:
+        log(f"note: skipping {', '.join(NEEDS_WEB)}: {web_missing}")
     scratch = Scratch(url, schema)
     scratch.check(allow_existing=allow_existing)
     sizes = QUICK if quick else FULL

@@ -68,7 +68,7 @@ FULL = Sizes(
     backlog_samples=300,
     cli_calls=10,
     ceiling_claim_items=60_000,
-    api_items=4_000,
+    api_items=2_000,
 )
 QUICK = Sizes(
     enqueue_single=100,
@@ -83,7 +83,7 @@ QUICK = Sizes(
     backlog_samples=20,
     cli_calls=1,
     ceiling_claim_items=2_000,
-    api_items=200,
+    api_items=96,
 )
 
 

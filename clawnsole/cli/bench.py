@@ -11,7 +11,7 @@ import typer
 from clawnsole.cli.common import DatabaseUrl, handle_errors
 
 SCENARIO_HELP = (
-    "enqueue, throughput, latency, backlog, cli, api (the HTTP API; needs the [web] extra), ceiling (default: all)."
+    "enqueue, throughput, latency, backlog, cli, api (the HTTP API; needs the web extra), ceiling (default: all)."
 )
 
 

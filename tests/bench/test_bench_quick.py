@@ -10,10 +10,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from clawnsole.bench.runner import choose
 from clawnsole.bench.stats import percentile, steady_rate, summary_ms
+from clawnsole.errors import InvalidInput
 from tests.conftest import Cli
 
-SCENARIOS = ("ceiling", "enqueue", "throughput", "latency", "backlog", "cli")
+SCENARIOS = ("ceiling", "enqueue", "throughput", "latency", "backlog", "cli", "api")
 
 
 def _schema_exists(db_url: str, name: str) -> bool:
@@ -25,7 +27,7 @@ def test_quick_bench_runs_every_scenario_prints_the_table_writes_json_and_cleans
     cli: Cli, db_url: str, tmp_path: Path
 ) -> None:
     out = tmp_path / "bench.json"
-    result = cli("bench", "--quick", "--json", str(out), timeout=170)
+    result = cli("bench", "--quick", "--json", str(out), timeout=200)
     assert result.code == 0, result.stderr
     header = result.stdout.splitlines()[0].split()
     assert header[:4] == ["SCENARIO", "MEASURE", "VALUE", "UNIT"]
@@ -50,6 +52,42 @@ def test_quick_bench_runs_every_scenario_prints_the_table_writes_json_and_cleans
     assert all(f["ratio"] is not None for f in figures if f["scenario"] not in ("ceiling",))
 
     assert not _schema_exists(db_url, "clawnsole_bench")
+
+
+def test_bench_api_puts_each_http_figure_beside_the_librarys_from_the_same_run_and_stops_the_server(
+    cli: Cli, db_url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "bench.json"
+    result = cli("bench", "--quick", "--json", str(out), "api", timeout=120)
+
+    assert result.code == 0, result.stderr
+    report = json.loads(out.read_text())
+    # A server that failed to start, or did not exit 0 on SIGTERM, is an error of the scenario.
+    assert report["errors"] == {}
+    figures = {f["measure"]: f for f in report["figures"]}
+    assert set(figures) == {"enqueue, 8 HTTP clients", "claim+done, 8 HTTP clients"}
+    for measure, figure in figures.items():
+        assert figure["scenario"] == "api" and figure["unit"] == "items/s"
+        assert figure["value"] > 0 and figure["ceiling"] > 0, measure
+        assert figure["ceiling_method"] == "library, 8 threads on one pool, same run"
+        assert figure["ratio"] == pytest.approx(figure["value"] / figure["ceiling"], rel=0.01)
+        # Both sides of the connection did work for every item (the server's CPU read from /proc).
+        assert figure["detail"]["server_cpu_ms_per_item"] > 0 and figure["detail"]["clients_cpu_ms_per_item"] > 0
+    lines = [line.strip() for line in result.stderr.splitlines() if line.strip().startswith("api ") and "/s (" in line]
+    assert [line.split(":")[0] for line in lines] == ["api enqueue 8 clients", "api claim+done 8 clients"]
+    assert all("% of the library's " in line for line in lines)
+    assert not _schema_exists(db_url, "clawnsole_bench")
+
+
+def test_without_the_web_extra_a_default_run_leaves_api_out_and_naming_it_is_refused_with_the_reason() -> None:
+    reason = "the [web] extra is not installed (no module 'fastapi'): pip install 'clawnsole[web]'"
+
+    assert choose([], web_missing=reason) == ["ceiling", "enqueue", "throughput", "latency", "backlog", "cli"]
+    assert choose(["cli"], web_missing=reason) == ["cli"]
+    assert choose([]) == list(SCENARIOS)
+    with pytest.raises(InvalidInput) as refused:
+        choose(["enqueue", "api"], web_missing=reason)
+    assert refused.value.field == "scenario" and reason in str(refused.value)
 
 
 def test_bench_refuses_a_schema_that_holds_items_and_leaves_it_alone(cli: Cli, db_url: str) -> None:
