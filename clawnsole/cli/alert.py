@@ -263,6 +263,46 @@ def list_(as_json: AsJson = False, database_url: DatabaseUrl = None, schema: Sch
 
 @app.command()
 @handle_errors
+def status(as_json: AsJson = False, database_url: DatabaseUrl = None, schema: Schema = None) -> None:
+    """Settings, whether each channel is configured here (from the environment; never a secret), and each
+    rule with firing/ok and since when. The notes' `alert:status`."""
+    from clawnsole.alerts.api import Alerts
+    from clawnsole.alerts.channels import Channels
+
+    with open_queue(database_url, schema) as wq:
+        alerts = Alerts(wq)
+        settings, rules, firing = alerts.settings(), alerts.list(), alerts.alerts(state="firing")
+    channels = Channels.from_environment().describe()
+    by_rule: dict[str, list[Any]] = {}
+    for alert in firing:
+        by_rule.setdefault(alert.rule, []).append(alert)
+    if as_json:
+        print_json(
+            {
+                "settings": settings.to_json(),
+                "channels": {
+                    name: {"enabled": name in settings.channels, "how": how} for name, how in channels.items()
+                },
+                "rules": [r.to_json() | {"firing": [a.to_json() for a in by_rule.get(r.name, [])]} for r in rules],
+            }
+        )
+        return
+    typer.echo(
+        f"alerting {'on' if settings.enabled else 'off'}; channels {', '.join(settings.channels) or '(none)'}; "
+        f"throttle {settings.min_interval_seconds}s, {settings.max_alerts_per_job_per_hour}/job/hour"
+    )
+    print_table(
+        [{"channel": n, "enabled": n in settings.channels, "configured": how} for n, how in channels.items()],
+        ["channel", "enabled", "configured"],
+    )
+    print_table(
+        [_row(r, by_rule.get(r.name, [])) for r in rules],
+        ["name", "group", "severity", "channels", "enabled", "state", "since", "error"],
+    )
+
+
+@app.command()
+@handle_errors
 def show(name: Name, database_url: DatabaseUrl = None, schema: Schema = None) -> None:
     """Show a rule as JSON, with its alerts (firing first)."""
     from clawnsole.alerts.api import Alerts

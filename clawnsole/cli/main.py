@@ -149,4 +149,17 @@ def main() -> None:
     # happen, unlike with os._exit (spack/spack#53020 does the same). What is skipped are the finalizers of
     # objects still in reference cycles at exit, which Python does not promise to run anyway.
     atexit.register(gc.freeze)
-    build_app(sys.argv[1:])()
+    args = spelled(sys.argv[1:])
+    build_app(args)(args=args)
+
+
+# The worker app's notes spell some commands with a colon (`alert:status`, `alert:history --limit 50`,
+# `alert:test`): the same commands, `alert status` and so on.
+COLON_SPELLINGS = {"alert:status", "alert:history", "alert:test"}
+
+
+def spelled(argv: list[str]) -> list[str]:
+    """The command line with a colon spelling taken apart into its group and command."""
+    if argv and argv[0] in COLON_SPELLINGS:
+        return [*argv[0].split(":"), *argv[1:]]
+    return argv

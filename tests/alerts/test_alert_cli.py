@@ -186,3 +186,51 @@ def test_alert_run_refuses_a_bad_interval_and_waits_out_a_database_outage_loggin
     reader.join(5)
     assert "pw0rd" not in "".join(lines)
     assert all(json.loads(line)["event"].startswith("alerts_") for line in lines if line.strip())
+
+
+def test_the_notes_release_gate_a_job_fails_an_alert_is_sent_and_it_moves_to_the_dlq(cli: Cli, db_url: str) -> None:
+    # worker-app-status.md, release gate: "Job fails → alert sent, moves to DLQ" — one real worker process
+    # runs the job (`false`, which exits 1) and, with --with-alerts, evaluates the rules and delivers.
+    with WorkQueue(db_url, agent="test") as wq:
+        alerts = Alerts(wq)
+        alerts.update_settings(channels=["webhook"])
+        alerts.add("job-failed", conditions={"consecutiveFailures": 1}, severity="critical", channels=["webhook"])
+    enqueued = cli("workqueue", "enqueue", "--queue", "ops", "--title", "nightly", "--kind", "nightly-report",
+                   "--max-attempts", "1")  # fmt: skip
+    assert enqueued.code == 0, enqueued.stderr
+    item_id = json.loads(enqueued.stdout)["id"]
+    with http_receiver() as hook:
+        env = cli.env(CLAWNSOLE_ALERT_WEBHOOK_URL=hook.url("/hook"), CLAWNSOLE_ALERT_WEBHOOK_SECRET="gate")
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "clawnsole", "workqueue", "worker-loop", "--queue", "ops", "--agent", "gate",
+             "--exec", "false", "--with-alerts", "--log-format", "json"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        try:
+            [request] = wait_for(hook.received, timeout=40, what="the alert for the failed job")
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(30) == 0
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    signature = hmac.new(b"gate", request.body, hashlib.sha256).hexdigest()
+    assert request.headers["X-Clawnsole-Signature"] == f"sha256={signature}"
+    body = request.json()
+    assert (body["rule"], body["severity"], body["state"]) == ("job-failed", "critical", "fired")
+    assert item_id in body["item_ids"]
+    dead = json.loads(cli("dlq", "list", "--queue", "ops", "--json").stdout)
+    assert [d["id"] for d in dead] == [item_id]
+
+
+def test_alert_status_says_which_channels_are_configured_and_the_notes_colon_spellings_work(cli: Cli) -> None:
+    with http_receiver() as hook:
+        env = {"CLAWNSOLE_ALERT_WEBHOOK_URL": hook.url("/secret-path")}
+        status = cli("alert:status", "--json", **env)
+        assert status.code == 0, status.stderr
+        shown = json.loads(status.stdout)
+        assert shown["channels"]["webhook"]["how"].startswith("http://127.0.0.1")
+        assert "secret-path" not in status.stdout  # a webhook URL is a secret: only its origin is shown
+        assert "not configured" in shown["channels"]["slack"]["how"]
+        assert cli("alert:history", "--limit", "50").code == 0
+        assert cli("alert", "status").stdout.startswith("alerting on")
