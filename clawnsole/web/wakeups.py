@@ -41,6 +41,11 @@ class Wakeups:
         for _, event in list(self._waiters):
             event.set()
 
+    @property
+    def waiting(self) -> int:
+        """How many claims are waiting for an enqueue right now."""
+        return len(self._waiters)
+
     async def wait(self, queues: Collection[str] | None, timeout: float) -> bool:
         """Block up to `timeout` for an enqueue into one of `queues` (None: any); True when one came."""
         event = asyncio.Event()

@@ -17,6 +17,7 @@ from clawnsole.tokens.api import Audit
 from clawnsole.web.app import create_app
 from tests.conftest import SCHEMA
 from tests.web.conftest import Api, TokenMaker, serve_in_thread, stop_server
+from tests.worker.helpers import wait_for
 
 Client = Callable[[str], httpx.Client]
 
@@ -220,7 +221,7 @@ def test_listing_pages_by_cursor_newest_first(
 
 
 def test_a_waiting_claim_is_woken_by_an_enqueue(
-    as_token: Client, token: TokenMaker, web_wq: WorkQueue, queue: str
+    api: Api, as_token: Client, token: TokenMaker, web_wq: WorkQueue, queue: str
 ) -> None:
     http = as_token(token("waiter", ["work"]))
     got: dict[str, Any] = {}
@@ -232,7 +233,9 @@ def test_a_waiting_claim_is_woken_by_an_enqueue(
 
     waiter = threading.Thread(target=claim)
     waiter.start()
-    time.sleep(0.3)  # let the claim find nothing and start waiting (the result does not depend on it)
+    # The claim found nothing and waits on the server's LISTEN: only a wake-up can hand it the item.
+    wakeups = api.server.config.app.state.wakeups
+    wait_for(lambda: wakeups.waiting > 0, timeout=10, what="the claim to start waiting")
     item = web_wq.enqueue(queue, "arrives late").item
     waiter.join(30)
     assert [i["id"] for i in got["response"].json()["items"]] == [item.id]
