@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 
 from clawnsole.errors import ClawnsoleError
 from clawnsole.queue import AsyncWorkQueue
-from clawnsole.web import errors, routes
+from clawnsole.web import dashboard, errors, routes
 from clawnsole.web.wakeups import Wakeups
 
 log = logging.getLogger("clawnsole.web")
@@ -92,6 +92,7 @@ def create_app(url: str, schema: str, *, metrics_public: bool = False, behind_pr
         router = getattr(module, "router", None)
         if router is not None:
             app.include_router(router)
+    dashboard.install(app)
     return app
 
 

@@ -1,6 +1,7 @@
 """One JSON error shape for every failure: `{"error": {"code", "message", "field"?}}`, with the status that
 mirrors the CLI's exit code (2→400, 3→409, 4→404, 5→503; 401/403 for tokens, 413 for large bodies).
 
+A dashboard page (`request.state.error_page` set) gets the same status as an HTML page instead.
 Never a traceback: an unexpected exception is logged here and answered 500 `internal`.
 """
 
@@ -12,7 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -67,9 +68,13 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     return JSONResponse(error_body(code, message, field), status_code=status, headers=headers)
 
 
-async def _clawnsole_error(request: Request, error: Exception) -> JSONResponse:
+async def _clawnsole_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, ClawnsoleError)
     status, code = error_code(error)
+    page = getattr(request.state, "error_page", None)
+    if page is not None:
+        # A dashboard page: the same status, as a page a person can read.
+        return page(request, status, error)  # type: ignore[no-any-return]
     if isinstance(error, InvalidInput):
         return error_response(status, code, error.message, error.field)
     return error_response(status, code, str(error))
@@ -92,8 +97,11 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     return error_response(400, "invalid_input", message, _field(first.get("loc", ("body",))))
 
 
-async def _http_error(request: Request, error: Exception) -> JSONResponse:
+async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, StarletteHTTPException)
+    page = getattr(request.state, "error_page", None)
+    if page is not None:
+        return page(request, error.status_code, error)  # type: ignore[no-any-return]
     codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
     return error_response(error.status_code, codes.get(error.status_code, "error"), str(error.detail))
 

@@ -1,0 +1,140 @@
+"""Who a dashboard request acts as: the session cookie → the token's Principal, with the CSRF check of
+every form and the one place an action is authorised, audited and answered.
+
+A page without a live session redirects to the sign-in page; a form without the session's CSRF token, from
+another origin, or of a token without the action's scope is refused 403 (and audited), so what the page
+hides the server refuses again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+from fastapi import Request
+from fastapi.responses import RedirectResponse, Response
+
+from clawnsole.errors import ClawnsoleError
+from clawnsole.queue import AsyncWorkQueue
+from clawnsole.tokens.models import Forbidden, Principal, Unauthenticated
+from clawnsole.tokens.sessions import AsyncSessions, csrf_ok, csrf_token
+from clawnsole.web.auth import audited, mutation, queue_of
+
+COOKIE = "clawnsole_session"
+FLASH = "clawnsole_flash"
+
+
+class SignInNeeded(Exception):
+    """No live session: the page answers with a redirect to the sign-in page."""
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The signed-in token of a dashboard request, its CSRF token and the database's clock."""
+
+    principal: Principal
+    csrf: str
+    now: datetime
+    session: str
+
+    @property
+    def name(self) -> str:
+        return self.principal.name
+
+    def can(self, scope: str) -> bool:
+        """Whether the page shows the controls that need `scope` (the server checks again)."""
+        return self.principal.has(scope)
+
+
+def secure_cookie(request: Request) -> bool:
+    """Whether cookies get `Secure`: the request came over TLS (directly, or through the trusted proxy)."""
+    return request.url.scheme == "https"
+
+
+async def signed_in(request: Request) -> Viewer:
+    """The request's Viewer (a FastAPI dependency of every dashboard page); SignInNeeded without one."""
+    secret = request.cookies.get(COOKIE)
+    if not secret:
+        raise SignInNeeded
+    wq = queue_of(request)
+    try:
+        principal, now = await AsyncSessions(wq).principal(secret)
+    except Unauthenticated as error:
+        raise SignInNeeded from error
+    viewer = Viewer(principal, csrf_token(secret), now, secret)
+    request.state.viewer = viewer
+    return viewer
+
+
+def same_origin(request: Request) -> bool:
+    """A form posted from this server's own pages: its Origin (or Referer) names this host."""
+    origin = request.headers.get("origin") or request.headers.get("referer")
+    if not origin:
+        # Browsers send Origin on every cross-site POST; a client that sends neither is not a browser page
+        # of another site, and the CSRF token still has to match.
+        return True
+    host = request.headers.get("x-forwarded-host") if request.app.state.behind_proxy else None
+    return urlsplit(origin).netloc == (host or request.headers.get("host"))
+
+
+async def form_of(request: Request) -> dict[str, Any]:
+    """The posted form as a dict (a repeated field as a list)."""
+    form = await request.form()
+    out: dict[str, Any] = {}
+    for key in form:
+        values = form.getlist(key)
+        out[key] = values if len(values) > 1 or key.endswith("[]") else values[0]
+    return out
+
+
+def redirect(to: str, message: str | None = None, level: str = "ok") -> RedirectResponse:
+    """A 303 to `to` (a path of this server only) carrying a one-time flash message."""
+    target = to if to.startswith("/") and not to.startswith("//") else "/"
+    response = RedirectResponse(target, status_code=303)
+    if message:
+        response.set_cookie(FLASH, quote(f"{level}:{message}"[:500]), max_age=60, httponly=True, samesite="strict")
+    return response
+
+
+def flash_of(request: Request) -> tuple[str, str] | None:
+    """The flash message the previous redirect left, as (level, text)."""
+    raw = request.cookies.get(FLASH)
+    if not raw:
+        return None
+    level, _, text = unquote(raw).partition(":")
+    return (level if level in ("ok", "error") else "ok"), text
+
+
+async def act(
+    request: Request,
+    viewer: Viewer,
+    scope: str,
+    action: str,
+    target: str | None,
+    do: Callable[[AsyncWorkQueue], Awaitable[str]],
+    *,
+    back: str,
+    form: dict[str, Any] | None = None,
+    detail: dict[str, Any] | None = None,
+) -> Response:
+    """Run one dashboard action: CSRF and origin checked, scope enforced, audited as a mutation (as the API
+    does), then a redirect to `back` with the message `do` returned, or with the error it raised."""
+    posted = form if form is not None else await form_of(request)
+    given = posted.get("csrf") or request.headers.get("x-csrf-token")
+    if not csrf_ok(viewer.session, given if isinstance(given, str) else None) or not same_origin(request):
+        await audited(request, viewer.principal, action, target, "forbidden", {"why": "csrf"})
+        raise Forbidden("this form is not from this dashboard (missing or wrong CSRF token): reload the page")
+    if not viewer.can(scope):
+        await audited(request, viewer.principal, action, target, "forbidden", {"needs": scope})
+        raise Forbidden(f"this token lacks the {scope!r} scope")
+    try:
+        async with mutation(request, viewer.principal, action, target, detail):
+            message = await do(queue_of(request))
+    except (Forbidden, Unauthenticated):
+        raise
+    except ClawnsoleError as error:
+        return redirect(back, str(error), "error")
+    return redirect(back, message)
