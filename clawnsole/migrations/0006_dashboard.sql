@@ -15,3 +15,8 @@ CREATE TABLE dashboard_sessions (
 -- Signing out everywhere and pruning expired sessions find them by token and by time.
 CREATE INDEX dashboard_sessions_token_idx ON dashboard_sessions (token_name);
 CREATE INDEX dashboard_sessions_expires_idx ON dashboard_sessions (expires_at);
+
+-- The overview counts waiting items per queue from an index, as it counts pending (items_claimable_idx),
+-- claimed (items_lease_idx) and failed ones (items_trouble_idx): no count on a page scans the finished
+-- items. Only waiting rows are in it, so the claim and completion path never writes to it.
+CREATE INDEX items_waiting_idx ON items (queue) WHERE status = 'waiting';

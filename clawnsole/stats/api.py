@@ -11,10 +11,13 @@ fenced insert of `record_step`).
 from __future__ import annotations
 
 import builtins
+from collections.abc import Collection
 
 from clawnsole.queue import AsyncWorkQueue, WorkQueue
 from clawnsole.stats import ops as stats_ops
+from clawnsole.stats import overview as overview_ops
 from clawnsole.stats.models import KindStats, StepStats
+from clawnsole.stats.overview import Bucket, QueueOverview
 
 
 class Stats:
@@ -43,6 +46,21 @@ class Stats:
             stats_ops.record_step(item_id, lease_token=lease_token, step=step, seconds=seconds, error=error)
         )
 
+    def overview(self, *, visible: Collection[str] | None = None) -> builtins.list[QueueOverview]:
+        """Every queue (of `visible`) with its counts now and over the last hour, from indexes."""
+        return self._queue.run_steps(overview_ops.queue_overview(visible))
+
+    def throughput(
+        self,
+        window: float | str = "1h",
+        bucket: float | str = "1m",
+        *,
+        visible: Collection[str] | None = None,
+        queue: str | None = None,
+    ) -> builtins.list[Bucket]:
+        """Done and failed per bucket over the last `window`, oldest first, every bucket present."""
+        return self._queue.run_steps(overview_ops.throughput(window, bucket, visible=visible, queue=queue))
+
 
 class AsyncStats:
     """The asyncio twin of `Stats`, run through an open `AsyncWorkQueue`."""
@@ -69,6 +87,21 @@ class AsyncStats:
         return await self._queue.run_steps(
             stats_ops.record_step(item_id, lease_token=lease_token, step=step, seconds=seconds, error=error)
         )
+
+    async def overview(self, *, visible: Collection[str] | None = None) -> builtins.list[QueueOverview]:
+        """Every queue (of `visible`) with its counts now and over the last hour, from indexes."""
+        return await self._queue.run_steps(overview_ops.queue_overview(visible))
+
+    async def throughput(
+        self,
+        window: float | str = "1h",
+        bucket: float | str = "1m",
+        *,
+        visible: Collection[str] | None = None,
+        queue: str | None = None,
+    ) -> builtins.list[Bucket]:
+        """Done and failed per bucket over the last `window`, oldest first, every bucket present."""
+        return await self._queue.run_steps(overview_ops.throughput(window, bucket, visible=visible, queue=queue))
 
 
 __all__ = ["AsyncStats", "Stats"]

@@ -106,3 +106,70 @@ SELECT e.id, e.item_id, e.at, e.event, e.agent, e.detail, i.queue, i.kind,
    AND (e.id > %(after)s::bigint OR e.id = ANY(%(gaps)s::bigint[]))
  ORDER BY e.id
  LIMIT %(limit)s::int;
+
+-- name: stats_queue_overview
+-- Per queue what it holds now and its last hour, each count from an index so the overview stays fast on
+-- millions of finished items: pending and the oldest due one (items_claimable_idx), waiting
+-- (items_waiting_idx), claimed and expired leases (items_lease_idx), failed (items_trouble_idx), done and
+-- failed attempts in the last hour (item_events_at_idx, then each event's item by primary key), and the
+-- queue's controls. `queues` NULL: every queue. A queue with nothing but old finished items is not listed.
+WITH pending AS (
+    SELECT queue, count(*) AS pending,
+           extract(epoch FROM now() - min(run_at) FILTER (WHERE run_at <= now())) AS oldest_pending_seconds
+      FROM {schema}.items WHERE status = 'pending' GROUP BY queue
+), waiting AS (
+    SELECT queue, count(*) AS waiting FROM {schema}.items WHERE status = 'waiting' GROUP BY queue
+), claimed AS (
+    SELECT queue, count(*) AS claimed, count(*) FILTER (WHERE lease_expires_at < now()) AS expired
+      FROM {schema}.items WHERE lease_expires_at IS NOT NULL GROUP BY queue
+), failed AS (
+    SELECT queue, count(*) AS failed FROM {schema}.items WHERE status = 'failed' GROUP BY queue
+), last_hour AS (
+    SELECT i.queue, count(*) FILTER (WHERE e.event = 'done') AS done_1h,
+           count(*) FILTER (WHERE e.event = 'failed') AS failed_1h
+      FROM {schema}.item_events e JOIN {schema}.items i ON i.id = e.item_id
+     WHERE e.at > now() - interval '1 hour' AND e.event IN ('done', 'failed')
+     GROUP BY i.queue
+), names AS (
+    SELECT queue FROM pending UNION SELECT queue FROM waiting UNION SELECT queue FROM claimed
+    UNION SELECT queue FROM failed UNION SELECT queue FROM last_hour UNION SELECT name FROM {schema}.queues
+)
+SELECT n.queue, coalesce(q.state, 'active') AS state, q.state_since, q.concurrency_limit, q.rate_limit,
+       q.rate_window_seconds,
+       coalesce(p.pending, 0) AS pending, p.oldest_pending_seconds, coalesce(w.waiting, 0) AS waiting,
+       coalesce(c.claimed, 0) AS claimed, coalesce(c.expired, 0) AS expired, coalesce(f.failed, 0) AS failed,
+       coalesce(h.done_1h, 0) AS done_1h, coalesce(h.failed_1h, 0) AS failed_1h
+  FROM names n
+  LEFT JOIN {schema}.queues q ON q.name = n.queue
+  LEFT JOIN pending p ON p.queue = n.queue
+  LEFT JOIN waiting w ON w.queue = n.queue
+  LEFT JOIN claimed c ON c.queue = n.queue
+  LEFT JOIN failed f ON f.queue = n.queue
+  LEFT JOIN last_hour h ON h.queue = n.queue
+ WHERE %(queues)s::text[] IS NULL OR n.queue = ANY(%(queues)s::text[])
+ ORDER BY n.queue;
+
+-- name: stats_throughput
+-- Items done and attempts failed per time bucket over the last `window_seconds`, every bucket present (zero
+-- when none), oldest first; `queues` NULL: every queue, `queue` one of them. Events are found by time
+-- (item_events_at_idx); only with a queue filter is each event's item looked up (by primary key).
+WITH buckets AS (
+    SELECT generate_series(
+               date_bin(make_interval(secs => %(bucket_seconds)s::float8),
+                        now() - make_interval(secs => %(window_seconds)s::float8), timestamptz 'epoch'),
+               now(), make_interval(secs => %(bucket_seconds)s::float8)) AS at
+), counted AS (
+    SELECT date_bin(make_interval(secs => %(bucket_seconds)s::float8), e.at, timestamptz 'epoch') AS at,
+           count(*) FILTER (WHERE e.event = 'done') AS done, count(*) FILTER (WHERE e.event = 'failed') AS failed
+      FROM {schema}.item_events e
+     WHERE e.at > now() - make_interval(secs => %(window_seconds)s::float8) AND e.event IN ('done', 'failed')
+       AND (%(queues)s::text[] IS NULL AND %(queue)s::text IS NULL
+            OR EXISTS (SELECT 1 FROM {schema}.items i
+                        WHERE i.id = e.item_id
+                          AND (%(queues)s::text[] IS NULL OR i.queue = ANY(%(queues)s::text[]))
+                          AND (%(queue)s::text IS NULL OR i.queue = %(queue)s::text)))
+     GROUP BY 1
+)
+SELECT b.at, coalesce(c.done, 0) AS done, coalesce(c.failed, 0) AS failed
+  FROM buckets b LEFT JOIN counted c ON c.at = b.at
+ ORDER BY b.at;

@@ -96,6 +96,8 @@ def page(
     tpl = ENV.get_template(template)
     values = {"request": request, "viewer": viewer, "now": viewer.now if viewer else None, **context}
     if request.headers.get("hx-target") == "live" and "live" in tpl.blocks:
+        # A block rendered alone skips the page's top-level `import "macros.html" as m`: give it `m` here.
+        values["m"] = ENV.get_template("macros.html").make_module(values)
         body = "".join(tpl.blocks["live"](tpl.new_context(values)))
         return HTMLResponse(body, status_code=status_code)
     values["flash"] = flash_of(request)

@@ -39,3 +39,29 @@ async def status(
         principal.check_queue(queue)
     counts = await wq.status(queue)
     return {"status": [c.to_json() for c in counts if principal.can_see(c.queue)]}
+
+
+@router.get("/overview")
+async def overview(
+    principal: Principal = Depends(require("read")), wq: AsyncWorkQueue = Depends(queue_of)
+) -> dict[str, Any]:
+    """Every queue the token sees with its state, limits and counts now (pending, waiting, claimed, expired
+    leases, failed) and over the last hour (done, failed attempts), each from an index."""
+    found = await AsyncStats(wq).overview(visible=principal.queues)
+    return {"queues": [row.to_json() for row in found]}
+
+
+@router.get("/throughput")
+async def throughput(
+    window: str = "1h",
+    bucket: str = "1m",
+    queue: str | None = None,
+    principal: Principal = Depends(require("read")),
+    wq: AsyncWorkQueue = Depends(queue_of),
+) -> dict[str, Any]:
+    """Items done and attempts failed per `bucket` over the last `window` (at most 1,000 buckets), in the
+    token's queues (or one of them)."""
+    if queue is not None:
+        principal.check_queue(queue)
+    found = await AsyncStats(wq).throughput(window, bucket, visible=principal.queues, queue=queue)
+    return {"window": window, "bucket": bucket, "buckets": [b.to_json() for b in found]}
