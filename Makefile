@@ -1,5 +1,5 @@
 # Everyday commands; CI runs .ci/run.
-.PHONY: install test lint typecheck bench demo reliability
+.PHONY: install test lint typecheck bench demo reliability screenshots bench-dashboard
 
 install:
 	pip install -e '.[dev,embedded,web]'
@@ -29,3 +29,12 @@ demo:
 .PHONY: compare
 compare:
 	python benchmarks/compare/pgqueuer_bench.py $(if $(COMPARE_URL),--database-url $(COMPARE_URL)) $(COMPARE_ARGS)
+
+# The dashboard's browser tests, keeping one screenshot of each page in docs/screenshots/ (README shows the
+# overview). Needs Debian's chromium: apt install chromium chromium-driver.
+screenshots:
+	CLAWNSOLE_SCREENSHOTS=docs/screenshots pytest -p no:cacheprovider tests/web/dashboard
+
+# Every dashboard page's server time on 1,000,000 items (loads them into a database of its own; ~2 min).
+bench-dashboard:
+	python benchmarks/dashboard_pages.py $(if $(BENCH_URL),--database-url $(BENCH_URL)) $(BENCH_ARGS)

@@ -152,7 +152,8 @@ def serve_command(
     database_url: DatabaseUrl = None,
     schema: Schema = None,
 ) -> None:
-    """Serve the HTTP API (`/api/v1`, docs at `/api/docs`), `/metrics`, `/healthz` and `/readyz` until SIGTERM."""
+    """Serve the dashboard (`/`), the HTTP API (`/api/v1`, docs at `/api/docs`), `/metrics`, `/healthz` and
+    `/readyz` until SIGTERM."""
     import os
 
     from clawnsole.cli.common import resolve

@@ -9,6 +9,7 @@ pages load only this server's own scripts and styles, and nothing inline.
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -118,7 +119,8 @@ def error_page(request: Request, status: int, error: Exception) -> HTMLResponse:
 
 class SecurityHeaders:
     """Adds the CSP and its companions to every dashboard response (the API's JSON gets them too: harmless,
-    and one less way to frame or sniff anything this server sends)."""
+    and one less way to frame or sniff anything this server sends), and `Server-Timing: app;dur=<ms>`, the
+    server's time to the response's first byte (what `benchmarks/dashboard_pages.py` reads)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -128,9 +130,12 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        started = time.perf_counter()
+
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *_HEADERS]
+                took = f"app;dur={(time.perf_counter() - started) * 1000:.1f}".encode()
+                message["headers"] = [*message.get("headers", []), *_HEADERS, (b"server-timing", took)]
             await send(message)
 
         await self.app(scope, receive, with_headers)
