@@ -20,3 +20,9 @@ CREATE INDEX dashboard_sessions_expires_idx ON dashboard_sessions (expires_at);
 -- claimed (items_lease_idx) and failed ones (items_trouble_idx): no count on a page scans the finished
 -- items. Only waiting rows are in it, so the claim and completion path never writes to it.
 CREATE INDEX items_waiting_idx ON items (queue) WHERE status = 'waiting';
+
+-- The event feed (the API's SSE stream and the dashboard's live updates) reads the history after an event
+-- id. No b-tree leads with id (the primary key is (item_id, id), so an item's history reads in order), and
+-- without this every poll of a feed scanned the whole history. Ids grow with the table's physical order,
+-- so a BRIN index finds the recent tail in a few block ranges, at almost no cost to the inserts.
+CREATE INDEX item_events_id_brin ON item_events USING brin (id);
