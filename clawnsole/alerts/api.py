@@ -75,6 +75,14 @@ class Alerts:
         """Change settings (fields of `AlertSettings`; None keeps one)."""
         return self._queue.run(alert_ops.update_settings(changes))
 
+    def enable_channel(self, channel: str) -> AlertSettings:
+        """Let notices go out by this channel (slack, discord, email, webhook)."""
+        return self._queue.run(alert_ops.set_channel(channel, True))
+
+    def disable_channel(self, channel: str) -> AlertSettings:
+        """Stop notices going out by this channel (rules naming it keep it, for when it is enabled again)."""
+        return self._queue.run(alert_ops.set_channel(channel, False))
+
     def add(self, name: str, **options: Any) -> Rule:
         """Create a rule (options as `definition`: conditions, severity, channels, description, enabled)."""
         return self._queue.run(alert_ops.add(definition(name, **options)))
@@ -144,6 +152,14 @@ class AsyncAlerts:
     async def update_settings(self, **changes: Any) -> AlertSettings:
         """Change settings (fields of `AlertSettings`; None keeps one)."""
         return await self._queue.run(alert_ops.update_settings(changes))
+
+    async def enable_channel(self, channel: str) -> AlertSettings:
+        """Let notices go out by this channel."""
+        return await self._queue.run(alert_ops.set_channel(channel, True))
+
+    async def disable_channel(self, channel: str) -> AlertSettings:
+        """Stop notices going out by this channel."""
+        return await self._queue.run(alert_ops.set_channel(channel, False))
 
     async def add(self, name: str, **options: Any) -> Rule:
         """Create a rule (options as `definition`)."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from clawnsole.alerts.rules import AlertSettings, Rule, RuleDef, check_conditions
+from clawnsole.alerts.rules import CHANNELS, AlertSettings, Rule, RuleDef, check_conditions
 from clawnsole.errors import InvalidInput, NotFound
 from clawnsole.ops import Op, Step
 
@@ -110,6 +110,19 @@ def update_settings(changes: Mapping[str, Any], *, now: datetime | None = None) 
     if unknown:
         raise InvalidInput(sorted(unknown)[0], "is not an alert setting")
     return (yield from put_settings(replace(current, **updates), now=now))
+
+
+def set_channel(channel: str, enabled: bool, *, now: datetime | None = None) -> Op[AlertSettings]:
+    """Let notices go out by `channel` (enabled) or stop them (the settings gate every rule's channels);
+    the settings row is locked, so two operators switching different channels at once both count."""
+    if channel not in CHANNELS:
+        raise InvalidInput("channel", f"{channel!r} is not a channel ({', '.join(CHANNELS)})")
+    rows = yield Step("alert_settings_lock", {})
+    current = AlertSettings.from_row(rows[0])
+    if (channel in current.channels) == enabled:
+        return current
+    others = tuple(c for c in current.channels if c != channel)
+    return (yield from put_settings(replace(current, channels=(*others, channel) if enabled else others), now=now))
 
 
 def add(rule: RuleDef, *, now: datetime | None = None) -> Op[Rule]:

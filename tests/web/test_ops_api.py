@@ -311,6 +311,26 @@ def test_alert_changes_refuse_no_token_a_reader_and_a_queue_limited_operator(
     assert (limited.status_code, limited.json()["error"]["code"]) == (403, "forbidden")
 
 
+def test_an_operator_enables_and_disables_an_alert_channel(
+    as_token: Client, token: TokenMaker, web_wq: WorkQueue
+) -> None:
+    from clawnsole.alerts.api import Alerts
+
+    http = as_token(token("alerts-channels", ["operate"]))
+    enabled = http.post("/api/v1/alerts/channels/discord/enable")
+    assert enabled.status_code == 200, enabled.text
+    assert "discord" in enabled.json()["settings"]["channels"]
+    assert "discord" in Alerts(web_wq).settings().channels
+    disabled = http.post("/api/v1/alerts/channels/discord/disable")
+    assert "discord" not in disabled.json()["settings"]["channels"]
+    bad = http.post("/api/v1/alerts/channels/pager/enable")
+    assert (bad.status_code, bad.json()["error"]["field"]) == (400, "channel")
+    reader = as_token(token("alerts-channels-reader", ["read"]))
+    assert reader.post("/api/v1/alerts/channels/discord/enable").status_code == 403
+    outcomes = [(e.action, e.outcome) for e in Audit(web_wq).list(limit=200) if e.target == "discord"]
+    assert sorted(outcomes) == [("alert.channel.disable", "ok"), ("alert.channel.enable", "ok")]
+
+
 def test_alert_test_sends_a_notice_through_the_servers_webhook_channel(
     as_token: Client, token: TokenMaker, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -28,6 +28,11 @@ UPDATE {schema}.alert_settings
  WHERE id
 RETURNING *;
 
+-- name: alert_settings_lock
+-- The one row of settings, locked until the end of the transaction (a change of one of its fields, such as
+-- enabling a channel, never undoes another made at the same time).
+SELECT * FROM {schema}.alert_settings FOR UPDATE;
+
 -- name: alert_import_lock
 -- Serialise imports (and prunes) of alert rules for the rest of the transaction, so two never interleave.
 SELECT pg_advisory_xact_lock(hashtextextended('clawnsole-alert-import:' || %(channel)s, 0));

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -59,12 +59,14 @@ class TestNotice(BaseModel):
     severity: str = "low"
 
 
-def _whole_installation(principal: Principal) -> None:
+def whole_installation(principal: Principal) -> None:
+    """Forbidden unless the token is over every queue (rules and settings apply to all of them)."""
     if principal.queues is not None:
         raise Forbidden("alert rules apply to every queue: this token is limited to some queues")
 
 
-def _visible(entry: HistoryEntry, principal: Principal) -> bool:
+def visible(entry: HistoryEntry, principal: Principal) -> bool:
+    """Whether the token may see this notice: every notice, or only those about its queues."""
     subject = entry.message.get("subject")
     if principal.queues is None:
         return True
@@ -85,7 +87,7 @@ async def config(
             r.to_json()
             | {
                 "firing": [
-                    a.to_json() for a in firing if a.rule == r.name and _sees(principal, a.subject_type, a.subject)
+                    a.to_json() for a in firing if a.rule == r.name and sees(principal, a.subject_type, a.subject)
                 ]
             }
             for r in rules
@@ -93,7 +95,8 @@ async def config(
     }
 
 
-def _sees(principal: Principal, subject_type: str, subject: str) -> bool:
+def sees(principal: Principal, subject_type: str, subject: str) -> bool:
+    """Whether the token may see an alert about this subject: every one, or only those about its queues."""
     return principal.queues is None or (subject_type == "queue" and principal.can_see(subject))
 
 
@@ -108,7 +111,7 @@ async def history(
     """The notices sent, retrying or given up, newest first (as `alert history --json`); `jobId` keeps the
     notices about that job, queue or schedule name."""
     entries = await wq.run(delivery.history(limit=limit, severity=severity, rule=rule, subject=jobId))
-    return {"history": [e.to_json() for e in entries if _visible(e, principal)]}
+    return {"history": [e.to_json() for e in entries if visible(e, principal)]}
 
 
 for prefix in ("/api/alerts", "/api/v1/alerts"):
@@ -124,7 +127,7 @@ async def show_rule(
     """One rule with its alerts, firing first (as `alert show`)."""
     alerts = AsyncAlerts(wq)
     rule = await alerts.get(name)
-    states = [a for a in await alerts.alerts(rule=name) if _sees(principal, a.subject_type, a.subject)]
+    states = [a for a in await alerts.alerts(rule=name) if sees(principal, a.subject_type, a.subject)]
     return rule.to_json() | {"alerts": [a.to_json() for a in states]}
 
 
@@ -137,7 +140,7 @@ async def create_rule(
 ) -> dict[str, Any]:
     """Create a rule (400 naming `name` when it is taken, as `alert add`)."""
     async with mutation(request, principal, "alert.rule.create", body.name):
-        _whole_installation(principal)
+        whole_installation(principal)
         rule = await AsyncAlerts(wq).add(body.name, **body.model_dump(exclude={"name"}))
     return rule.to_json()
 
@@ -153,7 +156,7 @@ async def update_rule(
     """Change fields of a rule (`enabled: false` stops evaluating it)."""
     changes = body.model_dump(exclude_unset=True)
     async with mutation(request, principal, "alert.rule.update", name, {"fields": sorted(changes)}):
-        _whole_installation(principal)
+        whole_installation(principal)
         rule = await AsyncAlerts(wq).update(name, **changes)
     return rule.to_json()
 
@@ -167,7 +170,7 @@ async def delete_rule(
 ) -> dict[str, Any]:
     """Delete a rule and its alerts; answers the rule as it was."""
     async with mutation(request, principal, "alert.rule.delete", name):
-        _whole_installation(principal)
+        whole_installation(principal)
         rule = await AsyncAlerts(wq).remove(name)
     return rule.to_json()
 
@@ -206,6 +209,14 @@ def _send_tests(bridge: _Bridge, names: Sequence[str], severity: str) -> list[di
     ]
 
 
+async def send_tests(wq: AsyncWorkQueue, agent: str, names: Sequence[str], severity: str) -> list[dict[str, Any]]:
+    """Send a test notice through each channel (none named: the settings' channels, else the configured
+    ones) from this server, by the real path; each channel's outcome as the API answers it."""
+    names = list(names) or list((await AsyncAlerts(wq).settings()).channels)
+    bridge = _Bridge(wq, asyncio.get_running_loop(), agent)
+    return await asyncio.to_thread(_send_tests, bridge, names, severity)
+
+
 @router.post("/api/v1/alerts/test")
 async def send_test(
     body: TestNotice,
@@ -216,9 +227,24 @@ async def send_test(
     """Send a test notice through the real path (outbox, channel, attempt recorded) from this server, with
     the channels configured in its environment; each channel's outcome (`ok` false: the reason in `error`)."""
     async with mutation(request, principal, "alert.test", ",".join(body.channels) or "(settings)") as detail:
-        _whole_installation(principal)
-        names = body.channels or list((await AsyncAlerts(wq).settings()).channels)
-        bridge = _Bridge(wq, asyncio.get_running_loop(), principal.name)
-        results = await asyncio.to_thread(_send_tests, bridge, names, body.severity)
+        whole_installation(principal)
+        results = await send_tests(wq, principal.name, body.channels, body.severity)
         detail["ok"] = all(r["ok"] for r in results)
     return {"results": results}
+
+
+@router.post("/api/v1/alerts/channels/{channel}/{switch}")
+async def switch_channel(
+    channel: str,
+    switch: Literal["enable", "disable"],
+    request: Request,
+    principal: Principal = Depends(require("operate")),
+    wq: AsyncWorkQueue = Depends(queue_of),
+) -> dict[str, Any]:
+    """Let notices go out by a channel (`enable`) or stop them (`disable`); answers the settings. Whether the
+    server can reach the channel (its credentials) is the environment's business, as `alert status` shows."""
+    async with mutation(request, principal, f"alert.channel.{switch}", channel):
+        whole_installation(principal)
+        alerts = AsyncAlerts(wq)
+        settings = await (alerts.enable_channel(channel) if switch == "enable" else alerts.disable_channel(channel))
+    return {"settings": settings.to_json()}
