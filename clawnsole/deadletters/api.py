@@ -13,7 +13,7 @@ import builtins
 from typing import Any, TypeVar
 
 from clawnsole.deadletters import ops as dlq_ops
-from clawnsole.deadletters.models import DeadLetter, ReplayPlan, ReplayReport, dead_letter_filter
+from clawnsole.deadletters.models import DeadLetter, DeadLetterGroup, ReplayPlan, ReplayReport, dead_letter_filter
 from clawnsole.models import Item
 from clawnsole.queue import AsyncWorkQueue, WorkQueue
 
@@ -33,6 +33,10 @@ class DeadLetters:
     def list(self, *, limit: int = 100, **where: Any) -> builtins.list[Item]:
         """Matching dead letters, newest failure first."""
         return self._queue.run(dlq_ops.list_dead(dead_letter_filter(**where), limit))
+
+    def groups(self, *, limit: int = 100, **where: Any) -> builtins.list[DeadLetterGroup]:
+        """Matching dead letters counted per queue, kind and error (its first line), newest failure first."""
+        return self._queue.run(dlq_ops.groups(dead_letter_filter(**where), limit))
 
     def get(self, item_id: int) -> DeadLetter:
         """One dead letter with its full error and history (NotFound when it is not failed)."""
@@ -60,6 +64,10 @@ class AsyncDeadLetters:
     async def list(self, *, limit: int = 100, **where: Any) -> builtins.list[Item]:
         """Matching dead letters, newest failure first."""
         return await self._queue.run(dlq_ops.list_dead(dead_letter_filter(**where), limit))
+
+    async def groups(self, *, limit: int = 100, **where: Any) -> builtins.list[DeadLetterGroup]:
+        """Matching dead letters counted per queue, kind and error (its first line), newest failure first."""
+        return await self._queue.run(dlq_ops.groups(dead_letter_filter(**where), limit))
 
     async def get(self, item_id: int) -> DeadLetter:
         """One dead letter with its full error and history (NotFound when it is not failed)."""

@@ -99,6 +99,34 @@ class DeadLetter:
 
 
 @dataclass(frozen=True)
+class DeadLetterGroup:
+    """Dead letters of one queue and kind with the same error (the first line of their last error)."""
+
+    queue: str
+    kind: str | None
+    error: str
+    items: int
+    last_failed_at: datetime | None
+    first_failed_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> DeadLetterGroup:
+        return cls(
+            queue=row["queue"],
+            kind=row["kind"],
+            error=row["error"],
+            items=int(row["items"]),
+            last_failed_at=row["last_failed_at"],
+            first_failed_at=row["first_failed_at"],
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready."""
+        data: dict[str, Any] = jsonable(self.__dict__.copy())
+        return data
+
+
+@dataclass(frozen=True)
 class ReplayPlan:
     """What a replay would touch: matching dead letters per queue, up to `through_id`, failed since `cutoff`."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 from clawnsole import validate
-from clawnsole.deadletters.models import DeadLetter, DeadLetterFilter, ReplayPlan, ReplayReport
+from clawnsole.deadletters.models import DeadLetter, DeadLetterFilter, DeadLetterGroup, ReplayPlan, ReplayReport
 from clawnsole.errors import NotFound
 from clawnsole.models import Event, Item
 from clawnsole.ops import Op, Plan, Row, Step
@@ -30,6 +30,13 @@ def list_dead(where: DeadLetterFilter, limit: int = 100) -> Op[list[Item]]:
     params = where.params() | {"limit": validate.positive_int(limit, "limit", maximum=100_000)}
     rows = yield Step("deadletter_list", params)
     return [Item.from_row(r) for r in rows]
+
+
+def groups(where: DeadLetterFilter, limit: int = 100) -> Op[list[DeadLetterGroup]]:
+    """Dead letters matching `where` counted per queue, kind and error, the newest failure first."""
+    params = where.params() | {"limit": validate.positive_int(limit, "limit", maximum=10_000)}
+    rows = yield Step("deadletter_groups", params)
+    return [DeadLetterGroup.from_row(r) for r in rows]
 
 
 def get(item_id: int) -> Op[DeadLetter]:

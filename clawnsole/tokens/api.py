@@ -92,10 +92,15 @@ class Audit:
         return self._queue.run_steps(ops.audit_write(token, action, target, outcome, detail))
 
     def list(
-        self, *, since: datetime | float | str | None = None, token: str | None = None, limit: int = 100
+        self,
+        *,
+        since: datetime | float | str | None = None,
+        token: str | None = None,
+        limit: int = 100,
+        before: int | None = None,
     ) -> builtins.list[AuditEntry]:
-        """Audit rows newest first."""
-        return self._queue.run_steps(ops.audit_list(since=since, token=token, limit=limit))
+        """Audit rows newest first (`before`: only rows older than that id, the next page)."""
+        return self._queue.run_steps(ops.audit_list(since=since, token=token, limit=limit, before=before))
 
 
 class AsyncAudit:
@@ -111,7 +116,12 @@ class AsyncAudit:
         return await self._queue.run_steps(ops.audit_write(token, action, target, outcome, detail))
 
     async def list(
-        self, *, since: datetime | float | str | None = None, token: str | None = None, limit: int = 100
+        self,
+        *,
+        since: datetime | float | str | None = None,
+        token: str | None = None,
+        limit: int = 100,
+        before: int | None = None,
     ) -> builtins.list[AuditEntry]:
-        """Audit rows newest first."""
-        return await self._queue.run_steps(ops.audit_list(since=since, token=token, limit=limit))
+        """Audit rows newest first (`before`: only rows older than that id, the next page)."""
+        return await self._queue.run_steps(ops.audit_list(since=since, token=token, limit=limit, before=before))

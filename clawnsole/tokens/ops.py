@@ -134,14 +134,19 @@ def _since(value: datetime | float | str | None) -> tuple[datetime | None, float
 
 
 def audit_list(
-    *, since: datetime | float | str | None = None, token: str | None = None, limit: int = 100
+    *,
+    since: datetime | float | str | None = None,
+    token: str | None = None,
+    limit: int = 100,
+    before: int | None = None,
 ) -> Op[list[AuditEntry]]:
     """Audit rows newest first, since a time (or for the last `since`: a duration such as 1h) and/or of one
-    token."""
+    token; `before` an id: the page after the one that ended with it."""
     at, seconds = _since(since)
     rows = yield Step(
         "audit_list",
         {
+            "before": None if before is None else validate.item_id(before, "before"),
             "since": at,
             "since_seconds": seconds,
             "token_name": None if token is None else token_name(token, "token"),

@@ -53,10 +53,11 @@ RETURNING id, at, token_name, action, target, outcome, detail;
 
 -- name: audit_list
 -- Audit rows newest first, since a time or for the last `since_seconds`, and/or of one token
--- (audit_log_at_idx / audit_log_token_idx).
+-- (audit_log_at_idx / audit_log_token_idx); `before` (the last id of the previous page) pages by keyset.
 SELECT id, at, token_name, action, target, outcome, detail
   FROM {schema}.audit_log
- WHERE (%(since)s::timestamptz IS NULL OR at >= %(since)s::timestamptz)
+ WHERE (%(before)s::bigint IS NULL OR id < %(before)s::bigint)
+   AND (%(since)s::timestamptz IS NULL OR at >= %(since)s::timestamptz)
    AND (%(since_seconds)s::float8 IS NULL OR at >= now() - make_interval(secs => %(since_seconds)s::float8))
    AND (%(token_name)s::text IS NULL OR token_name = %(token_name)s::text)
  ORDER BY id DESC
@@ -64,20 +65,59 @@ SELECT id, at, token_name, action, target, outcome, detail
 
 -- name: item_page
 -- One page of items newest first, by keyset (`before`: the last id of the previous page) so a page costs
--- the same wherever it is; `queues` NULL means all queues (a token's grant), `queue` one of them.
+-- the same wherever it is; `queues` NULL means all queues (a token's grant), `queue` one of them; `text`
+-- inside the title (ASCII letters in any case), `created_since` / `created_before` the creation time.
+-- Run unfiltered or for a status with an index of its own (feed.item_page; else item_search): `claimed` is
+-- asked as "has a lease" too, the predicate of items_lease_idx, so that index serves it.
 SELECT * FROM {schema}.items
  WHERE (%(before)s::bigint IS NULL OR id < %(before)s::bigint)
    AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
    AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
    AND (%(status)s::text IS NULL OR status = %(status)s::text)
+   AND (%(status)s::text IS DISTINCT FROM 'claimed' OR lease_expires_at IS NOT NULL)
    AND (%(kind)s::text IS NULL OR kind = %(kind)s::text)
+   AND (%(text)s::text IS NULL OR strpos(lower(title COLLATE "C"), lower(%(text)s::text COLLATE "C")) > 0)
+   AND (%(created_since)s::timestamptz IS NULL OR created_at >= %(created_since)s::timestamptz)
+   AND (%(created_before)s::timestamptz IS NULL OR created_at < %(created_before)s::timestamptz)
  ORDER BY id DESC
  LIMIT %(limit)s::int;
+
+-- name: item_search
+-- item_page's filters where no index serves them (a text, a time, a kind, a queue's items of every status),
+-- over at most `scan` items below `before` (by primary key): a search page costs a bounded stretch of the
+-- table, never a walk through every finished item. Always one row at least: the stretch looked at
+-- (`scan_lowest`, its lowest id; `scan_count`; `scan_newest`, its latest creation time) beside each
+-- matching item's columns, or beside NULLs when nothing in it matched. Only the filtered columns of the
+-- stretch are kept; the matches are read whole by primary key.
+WITH examined AS MATERIALIZED (
+    SELECT id, queue, status, kind, title, created_at FROM {schema}.items
+     WHERE (%(before)s::bigint IS NULL OR id < %(before)s::bigint)
+     ORDER BY id DESC
+     LIMIT %(scan)s::int
+), stretch AS (
+    SELECT min(id) AS scan_lowest, count(*) AS scan_count, max(created_at) AS scan_newest FROM examined
+), matched AS (
+    SELECT id FROM examined
+     WHERE (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+       AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+       AND (%(status)s::text IS NULL OR status = %(status)s::text)
+       AND (%(kind)s::text IS NULL OR kind = %(kind)s::text)
+       AND (%(text)s::text IS NULL OR strpos(lower(title COLLATE "C"), lower(%(text)s::text COLLATE "C")) > 0)
+       AND (%(created_since)s::timestamptz IS NULL OR created_at >= %(created_since)s::timestamptz)
+       AND (%(created_before)s::timestamptz IS NULL OR created_at < %(created_before)s::timestamptz)
+     ORDER BY id DESC
+     LIMIT %(limit)s::int
+)
+SELECT s.scan_lowest, s.scan_count, s.scan_newest, i.*
+  FROM stretch s
+  LEFT JOIN (matched m JOIN {schema}.items i ON i.id = m.id) ON true
+ ORDER BY i.id DESC;
 
 -- name: item_event_feed
 -- Item events after an event id, oldest first, with each item's queue, for the SSE feed (resumed by
 -- Last-Event-ID). Ids come from one identity, so `id > after` misses nothing committed in order; an event
--- whose transaction commits late behind a higher id is the feed's documented at-least-once edge.
+-- whose transaction commits late behind a higher id is the feed's documented at-least-once edge. The recent
+-- tail is found by item_events_id_brin (ids grow with the table's physical order).
 SELECT e.id, e.item_id, e.at, e.event, e.agent, e.detail, i.queue
   FROM {schema}.item_events e JOIN {schema}.items i ON i.id = e.item_id
  WHERE e.id > %(after)s::bigint
@@ -86,5 +126,6 @@ SELECT e.id, e.item_id, e.at, e.event, e.agent, e.detail, i.queue
  LIMIT %(limit)s::int;
 
 -- name: item_event_last
--- The newest event id, where a feed without Last-Event-ID starts (only what happens from now on).
-SELECT coalesce(max(id), 0) AS id FROM {schema}.item_events;
+-- The newest event id, where a feed without Last-Event-ID starts (only what happens from now on): the
+-- identity's last value, read without touching the table (max(id) would scan it: no b-tree leads with id).
+SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('{schema}.item_events', 'id')::regclass), 0) AS id;

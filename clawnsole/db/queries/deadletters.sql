@@ -30,6 +30,29 @@ SELECT * FROM {schema}.items
  ORDER BY finished_at DESC, id DESC
  LIMIT %(limit)s::int;
 
+-- name: deadletter_groups
+-- Dead letters matching the filter counted per queue, kind and error (the first line of the last error,
+-- at most 200 characters: a traceback's later lines differ where the cause does not), the group with the
+-- newest failure first: what the dashboard's dead-letter page shows. A sort over the matching dead letters
+-- only, like deadletter_list.
+SELECT queue, kind, left(split_part(coalesce(last_error, ''), E'\n', 1), 200) AS error, count(*) AS items,
+       max(finished_at) AS last_failed_at, min(finished_at) AS first_failed_at, max(id) AS last_id
+  FROM {schema}.items
+ WHERE status = 'failed'
+   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+   AND (%(kind)s::text IS NULL OR kind = %(kind)s::text)
+   AND (kind IS NULL OR kind <> ALL(%(exclude_kinds)s::text[]))
+   AND finished_at >= coalesce(%(cutoff)s::timestamptz, now() - make_interval(secs => %(since)s::float8),
+                               '-infinity')
+   AND (%(error)s::text IS NULL OR strpos(lower(last_error), lower(%(error)s::text)) > 0)
+   AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s::bigint[]))
+   AND (%(max_replays)s::int IS NULL OR %(max_replays)s::int > (
+          SELECT count(*) FROM {schema}.item_events e
+           WHERE e.item_id = items.id AND e.event = 'requeued' AND e.detail @> '{"replay": true}'))
+ GROUP BY 1, 2, 3
+ ORDER BY last_failed_at DESC NULLS LAST, last_id DESC
+ LIMIT %(limit)s::int;
+
 -- name: deadletter_count
 -- How many dead letters match, per queue, with the highest matching id and the cutoff used: the plan of a
 -- replay, which then touches no item above that id (an item failing meanwhile waits for the next replay)

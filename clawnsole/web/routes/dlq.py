@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict
 
 from clawnsole.deadletters.api import AsyncDeadLetters
+from clawnsole.deadletters.models import ReplayReport
 from clawnsole.errors import InvalidInput
 from clawnsole.queue import AsyncWorkQueue
 from clawnsole.web.auth import Principal, mutation, queue_of, require
@@ -31,7 +32,7 @@ class Replay(BaseModel):
     dry_run: bool = False
 
 
-def _queues(principal: Principal, queue: str | None) -> list[str | None]:
+def queues_for(principal: Principal, queue: str | None) -> list[str | None]:
     """The queues a filter runs over: the one asked (if the token may see it), all (None) for a token over
     every queue, else each of the token's queues."""
     if queue is not None:
@@ -55,7 +56,7 @@ async def list_dead_letters(
     """Dead letters (failed items), newest failure first, without instructions (as `dlq list --json`)."""
     letters = AsyncDeadLetters(wq)
     found = []
-    for name in _queues(principal, queue):
+    for name in queues_for(principal, queue):
         found += await letters.list(
             queue=name, kind=kind, exclude_kinds=exclude_kind, since=since, error=error, max_replays=max_replays,
             limit=limit,
@@ -63,6 +64,30 @@ async def list_dead_letters(
     # Merged across the token's queues: newest failure first, then the limit over all of them.
     found.sort(key=lambda i: (i.finished_at is not None, i.finished_at, i.id), reverse=True)
     return {"dead_letters": [i.to_json(with_instructions=False) for i in found[:limit]]}
+
+
+@router.get("/groups")
+async def dead_letter_groups(
+    queue: str | None = None,
+    kind: str | None = None,
+    exclude_kind: list[str] = Query(default=[]),
+    since: str | None = None,
+    error: str | None = None,
+    max_replays: int | None = None,
+    limit: int = 100,
+    principal: Principal = Depends(require("read")),
+    wq: AsyncWorkQueue = Depends(queue_of),
+) -> dict[str, Any]:
+    """Matching dead letters counted per queue, kind and error (its first line), the newest failure first."""
+    letters = AsyncDeadLetters(wq)
+    found = []
+    for name in queues_for(principal, queue):
+        found += await letters.groups(
+            queue=name, kind=kind, exclude_kinds=exclude_kind, since=since, error=error, max_replays=max_replays,
+            limit=limit,
+        )  # fmt: skip
+    found.sort(key=lambda g: (g.last_failed_at is not None, g.last_failed_at), reverse=True)
+    return {"groups": [g.to_json() for g in found[:limit]]}
 
 
 @router.get("/{item_id}")
@@ -90,14 +115,20 @@ async def replay_dead_letters(
     A token limited to some queues names one of them (`queue`), unless it has only one."""
     options = body.model_dump(exclude={"dry_run"})
     async with mutation(request, principal, "dlq.replay", body.queue or "*", {"dry_run": body.dry_run}):
-        queue = body.queue
-        if queue is None and principal.queue_list is not None:
-            if len(principal.queue_list) != 1:
-                raise InvalidInput("queue", "required: this token may replay only in its own queues; name one")
-            queue = principal.queue_list[0]
-        if queue is not None:
-            principal.check_queue(queue)
-        report = await AsyncDeadLetters(as_agent(wq, principal)).replay(
-            dry_run=body.dry_run, **(options | {"queue": queue})
-        )
+        report = await replay_as(wq, principal, options, dry_run=body.dry_run)
     return report.to_json()
+
+
+async def replay_as(
+    wq: AsyncWorkQueue, principal: Principal, options: dict[str, Any], *, dry_run: bool
+) -> ReplayReport:
+    """Replay (or plan, `dry_run`) the dead letters matching `options` as the token: in its queues only —
+    a token limited to some names one of them (`queue`), unless it has only one."""
+    queue = options.get("queue")
+    if queue is None and principal.queue_list is not None:
+        if len(principal.queue_list) != 1:
+            raise InvalidInput("queue", "required: this token may replay only in its own queues; name one")
+        queue = principal.queue_list[0]
+    if queue is not None:
+        principal.check_queue(queue)
+    return await AsyncDeadLetters(as_agent(wq, principal)).replay(dry_run=dry_run, **(options | {"queue": queue}))

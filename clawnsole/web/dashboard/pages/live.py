@@ -34,6 +34,9 @@ async def events(request: Request, viewer: Viewer = Depends(signed_in)) -> Event
 async def _changes(request: Request, wq: AsyncWorkQueue, viewer: Viewer, after: int) -> AsyncIterator[dict[str, Any]]:
     wakeups = request.app.state.wakeups
     queues = viewer.principal.queues
+    # The page was rendered before this stream began (and a reconnecting stream was down a while): what
+    # changed in between has no event here, so the live regions refresh once at the start.
+    yield {"event": "changed", "data": "[]"}
     while True:
         try:
             batch = await wq.run_steps(feed.event_feed(after, visible=queues, limit=1000))
