@@ -151,6 +151,10 @@ class Schedules:
         """The newest run-log entries of a schedule, newest first."""
         return self._queue.run(schedule_ops.runs(name, limit))
 
+    def latest_runs(self) -> dict[int, ScheduleRun]:
+        """The newest run-log entry of each schedule that has one, by schedule id."""
+        return self._queue.run(schedule_ops.latest_runs())
+
     def apply(
         self,
         definitions: Sequence[ScheduleDef],
@@ -234,6 +238,10 @@ class AsyncSchedules:
     async def runs(self, name: str, limit: int = 20) -> builtins.list[ScheduleRun]:
         """The newest run-log entries of a schedule, newest first."""
         return await self._queue.run(schedule_ops.runs(name, limit))
+
+    async def latest_runs(self) -> dict[int, ScheduleRun]:
+        """The newest run-log entry of each schedule that has one, by schedule id."""
+        return await self._queue.run(schedule_ops.latest_runs())
 
     async def apply(
         self,

@@ -169,6 +169,12 @@ def runs(name: str, limit: int = 20) -> Op[list[ScheduleRun]]:
     return [ScheduleRun.from_row(r) for r in rows]
 
 
+def latest_runs() -> Op[dict[int, ScheduleRun]]:
+    """The newest run-log entry of each schedule that has one, by schedule id (a list's "last run")."""
+    rows = yield Step("schedule_run_latest", {})
+    return {run.schedule_id: run for run in (ScheduleRun.from_row(r) for r in rows)}
+
+
 def apply(
     definitions: Sequence[ScheduleDef], *, prune: bool = False, dry_run: bool = False, now: datetime | None = None
 ) -> Op[ImportReport]:

@@ -22,6 +22,7 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, str]] = [
     ("GET", f"{BASE}/", None, "read"),
     ("POST", f"{BASE}/", {"name": "{name}-new", "queue": "{queue}", "title": "t", "every": "1h"}, "operate"),
     ("GET", f"{BASE}/{{name}}/", None, "read"),
+    ("GET", f"{BASE}/{{name}}/runs/", None, "read"),
     ("PATCH", f"{BASE}/{{name}}/", {"title": "changed"}, "operate"),
     ("DELETE", f"{BASE}/{{name}}/", None, "operate"),
     ("POST", f"{BASE}/{{name}}/pause/", None, "operate"),

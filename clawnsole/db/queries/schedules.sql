@@ -123,6 +123,15 @@ SELECT r.id, r.schedule_id, r.fire_at, r.at, r.outcome, r.item_id, r.agent, r.de
  ORDER BY r.id DESC
  LIMIT %(limit)s::int;
 
+-- name: schedule_run_latest
+-- The newest run-log entry of every schedule that has one, with the current status of the item it names
+-- (one probe of schedule_runs_schedule_idx per schedule, one primary-key lookup per item).
+SELECT r.id, r.schedule_id, r.fire_at, r.at, r.outcome, r.item_id, r.agent, r.detail, i.status AS item_status
+  FROM {schema}.schedules s
+ CROSS JOIN LATERAL (SELECT * FROM {schema}.schedule_runs l WHERE l.schedule_id = s.id
+                      ORDER BY l.id DESC LIMIT 1) r
+  LEFT JOIN {schema}.items i ON i.id = r.item_id;
+
 -- name: schedule_next_due
 -- Seconds until the earliest active schedule is due (<= 0: due now; NULL: no active schedule).
 SELECT extract(epoch FROM min(next_run_at) - coalesce(%(now)s::timestamptz, now()))::float8 AS seconds

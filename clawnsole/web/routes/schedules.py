@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict
 
 from clawnsole.errors import NotFound
@@ -76,11 +76,23 @@ async def _find(schedules: AsyncSchedules, principal: Principal, ref: str) -> Sc
 
 @router.get("/")
 async def list_schedules(
-    status: str | None = None, principal: Principal = Depends(require("read")), wq: AsyncWorkQueue = Depends(queue_of)
+    status: str | None = None,
+    last_run: bool = False,
+    principal: Principal = Depends(require("read")),
+    wq: AsyncWorkQueue = Depends(queue_of),
 ) -> dict[str, Any]:
-    """Every schedule of the token's queues by name, optionally only `active` or `paused` ones."""
-    found = await AsyncSchedules(wq).list(status)
-    return {"schedules": [_json(s, principal) for s in found if principal.can_see(s.queue)]}
+    """Every schedule of the token's queues by name, optionally only `active` or `paused` ones; with
+    `last_run=true` each with its newest run-log entry (and the status of the item it names) or null."""
+    schedules = AsyncSchedules(wq)
+    found = [s for s in await schedules.list(status) if principal.can_see(s.queue)]
+    if not last_run:
+        return {"schedules": [_json(s, principal) for s in found]}
+    latest = await schedules.latest_runs()
+    return {
+        "schedules": [
+            _json(s, principal) | {"last_run": None if s.id not in latest else latest[s.id].to_json()} for s in found
+        ]
+    }
 
 
 @router.post("/", status_code=201)
@@ -107,6 +119,19 @@ async def show_schedule(
 ) -> dict[str, Any]:
     """One schedule by id or name."""
     return _json(await _find(AsyncSchedules(wq), principal, ref), principal)
+
+
+@router.get("/{id}/runs/")
+async def list_schedule_runs(
+    ref: Ref,
+    limit: int = Query(20, ge=1, le=200),
+    principal: Principal = Depends(require("read")),
+    wq: AsyncWorkQueue = Depends(queue_of),
+) -> dict[str, Any]:
+    """A schedule's newest run-log entries, newest first, each with the current status of the item it made."""
+    schedules = AsyncSchedules(wq)
+    name = (await _find(schedules, principal, ref)).name
+    return {"runs": [r.to_json() for r in await schedules.runs(name, limit)]}
 
 
 @router.patch("/{id}/")
