@@ -114,14 +114,15 @@ async def act(
     scope: str,
     action: str,
     target: str | None,
-    do: Callable[[AsyncWorkQueue], Awaitable[str]],
+    do: Callable[[AsyncWorkQueue], Awaitable[str | tuple[str, dict[str, Any]]]],
     *,
     back: str,
     form: dict[str, Any] | None = None,
     detail: dict[str, Any] | None = None,
 ) -> Response:
     """Run one dashboard action: CSRF and origin checked, scope enforced, audited as a mutation (as the API
-    does), then a redirect to `back` with the message `do` returned, or with the error it raised."""
+    does), then a redirect to `back` with the message `do` returned, or with the error it raised. `do` may
+    return (message, detail) to add to the audit row what only the action knows (the item it made, …)."""
     posted = form if form is not None else await form_of(request)
     given = posted.get("csrf") or request.headers.get("x-csrf-token")
     if not csrf_ok(viewer.session, given if isinstance(given, str) else None) or not same_origin(request):
@@ -131,8 +132,10 @@ async def act(
         await audited(request, viewer.principal, action, target, "forbidden", {"needs": scope})
         raise Forbidden(f"this token lacks the {scope!r} scope")
     try:
-        async with mutation(request, viewer.principal, action, target, detail):
-            message = await do(queue_of(request))
+        async with mutation(request, viewer.principal, action, target, detail) as recorded:
+            outcome = await do(queue_of(request))
+            message, more = outcome if isinstance(outcome, tuple) else (outcome, {})
+            recorded.update(more)
     except (Forbidden, Unauthenticated):
         raise
     except ClawnsoleError as error:

@@ -515,10 +515,12 @@ async def send_test(request: Request, viewer: Viewer = Depends(signed_in)) -> Re
     severity = posted.get("severity") if isinstance(posted.get("severity"), str) else "low"
     outcomes: list[dict[str, Any]] = []
 
-    async def do(wq: AsyncWorkQueue) -> str:
+    async def do(wq: AsyncWorkQueue) -> tuple[str, dict[str, Any]]:
         whole_installation(viewer.principal)
         outcomes.extend(await send_tests(wq, viewer.name, names, str(severity or "low")))
-        return "Test alert: " + "; ".join(outcome_text(r) for r in outcomes)
+        # The audit row says how each channel took it.
+        sent = {str(r.get("channel")): bool(r.get("ok")) for r in outcomes}
+        return "Test alert: " + "; ".join(outcome_text(r) for r in outcomes), {"sent": sent}
 
     response = await act(
         request, viewer, "operate", "alert.test", ",".join(names) or "(settings)", do, back="/alerts", form=posted

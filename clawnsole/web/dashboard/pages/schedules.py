@@ -373,13 +373,15 @@ async def resume(request: Request, name: str, viewer: Viewer = Depends(signed_in
 
 @router.post("/schedules/{name}/run-now")
 async def run_now(request: Request, name: str, viewer: Viewer = Depends(signed_in)) -> Response:
-    async def do(wq: AsyncWorkQueue) -> str:
+    async def do(wq: AsyncWorkQueue) -> tuple[str, dict[str, Any]]:
         found = (await _find(wq, viewer, name)).name
         # Recorded in the run log as run by the token, as the API's run-now is.
         outcome = await AsyncSchedules(as_agent(wq, viewer.principal)).run_now(found)
+        # The audit row names the item, as the API's does.
+        detail = {"item_id": outcome.item.id}
         if outcome.created:
-            return f"Ran schedule {name} now: item #{outcome.item.id} enqueued."
-        return f"Schedule {name} already ran this second: item #{outcome.item.id}."
+            return f"Ran schedule {name} now: item #{outcome.item.id} enqueued.", detail
+        return f"Schedule {name} already ran this second: item #{outcome.item.id}.", detail
 
     return await session.act(request, viewer, _SCOPE, "schedule.run_now", name, do, back=f"/schedules/{name}")
 
