@@ -19,7 +19,7 @@ import psycopg
 
 from clawnsole.queue import AsyncWorkQueue, WorkQueue
 from clawnsole.queues import ops as queue_ops
-from clawnsole.queues.models import QueueControl, QueueSummary, Rate
+from clawnsole.queues.models import QueueControl, QueueSummary, Rate, RateUsage
 
 
 class Queues:
@@ -57,6 +57,10 @@ class Queues:
     def get(self, name: str) -> QueueControl:
         """A queue's controls (active and unlimited when it was never controlled)."""
         return self._queue.run(queue_ops.get(name))
+
+    def rate_usage(self, name: str) -> RateUsage | None:
+        """How much of the queue's current rate window is used, and when it ends (None: no rate limit)."""
+        return self._queue.run(queue_ops.rate_usage(name))
 
     def list(self, name: str | None = None) -> builtins.list[QueueSummary]:
         """Every queue with items or controls (or only `name`), by name, with its counts."""
@@ -103,6 +107,10 @@ class AsyncQueues:
     async def get(self, name: str) -> QueueControl:
         """A queue's controls (active and unlimited when it was never controlled)."""
         return await self._queue.run(queue_ops.get(name))
+
+    async def rate_usage(self, name: str) -> RateUsage | None:
+        """How much of the queue's current rate window is used, and when it ends (None: no rate limit)."""
+        return await self._queue.run(queue_ops.rate_usage(name))
 
     async def list(self, name: str | None = None) -> builtins.list[QueueSummary]:
         """Every queue with items or controls (or only `name`), by name, with its counts."""

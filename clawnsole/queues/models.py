@@ -125,6 +125,22 @@ class QueueControl:
 
 
 @dataclass(frozen=True)
+class RateUsage:
+    """How much of a rate-limited queue's current window its claims have used, and when the window ends."""
+
+    rate: Rate
+    used: int
+    window_ends: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict; the rate as text (`600/m`)."""
+        data: dict[str, Any] = jsonable(
+            {"rate": str(self.rate), "limit": self.rate.limit, "used": self.used, "window_ends": self.window_ends}
+        )
+        return data
+
+
+@dataclass(frozen=True)
 class QueueSummary:
     """One queue in `queue list`: its controls and what it holds now."""
 

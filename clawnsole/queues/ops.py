@@ -10,7 +10,7 @@ from __future__ import annotations
 from clawnsole import validate
 from clawnsole.errors import InvalidInput
 from clawnsole.ops import Op, Step
-from clawnsole.queues.models import QueueControl, QueueSummary, Rate, concurrency, parse_rate
+from clawnsole.queues.models import QueueControl, QueueSummary, Rate, RateUsage, concurrency, parse_rate
 
 
 def _set_state(name: str, state: str, by: str) -> Op[QueueControl]:
@@ -72,6 +72,16 @@ def get(name: str) -> Op[QueueControl]:
     name = validate.queue_name(name)
     rows = yield Step("queue_control_get", {"name": name})
     return QueueControl.from_row(name, rows[0] if rows else None)
+
+
+def rate_usage(name: str) -> Op[RateUsage | None]:
+    """The claims counted in the queue's current rate window and when it ends (None: no rate limit)."""
+    rows = yield Step("queue_rate_usage", {"name": validate.queue_name(name)})
+    if not rows:
+        return None
+    row = rows[0]
+    rate = Rate(int(row["rate_limit"]), int(row["rate_window_seconds"]))
+    return RateUsage(rate, int(row["used"]), row["window_ends"])
 
 
 def list_queues(name: str | None = None) -> Op[list[QueueSummary]]:

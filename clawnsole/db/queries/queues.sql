@@ -56,6 +56,17 @@ SELECT up.*, pg_notify(%(channel)s, up.name) IS NULL AS notified FROM up;
 -- One queue's row (none: the queue was never controlled, so it is active and unlimited).
 SELECT * FROM {schema}.queues WHERE name = %(name)s::text;
 
+-- name: queue_rate_usage
+-- A rate-limited queue's claims counted in the current window (of now(), as the claim counts them) and
+-- when that window ends; no row when the queue has no rate limit.
+SELECT q.rate_limit, q.rate_window_seconds,
+       CASE WHEN q.rate_window_start = w.start THEN q.rate_window_claims ELSE 0 END AS used,
+       w.start + make_interval(secs => q.rate_window_seconds) AS window_ends
+  FROM {schema}.queues q
+ CROSS JOIN LATERAL (SELECT date_bin(make_interval(secs => q.rate_window_seconds), now(),
+                                     timestamptz 'epoch') AS start) w
+ WHERE q.name = %(name)s::text AND q.rate_limit IS NOT NULL;
+
 -- name: queue_list
 -- Every queue that has items or a row (or just the one asked for): its controls, pending / waiting /
 -- claimed / failed counts, the age of its oldest due pending item, items done in the last five minutes and

@@ -40,6 +40,17 @@ async def show_queue(
     return (await AsyncQueues(wq).get(queue)).to_json()
 
 
+@router.get("/{queue}/rate")
+async def rate_usage(
+    queue: str, principal: Principal = Depends(require("read")), wq: AsyncWorkQueue = Depends(queue_of)
+) -> dict[str, Any]:
+    """How much of the queue's current rate window its claims have used and when the window ends
+    (`rate: null` when it has no rate limit)."""
+    principal.check_queue(queue)
+    usage = await AsyncQueues(wq).rate_usage(queue)
+    return {"rate": None} if usage is None else usage.to_json()
+
+
 async def _control(
     action: str, queue: str, request: Request, principal: Principal, wq: AsyncWorkQueue, **extra: Any
 ) -> dict[str, Any]:
