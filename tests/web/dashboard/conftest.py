@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.web.conftest import Api
 
@@ -29,13 +30,18 @@ ARGS = [
     "--no-first-run",
 ]
 SHOTS = Path(os.environ.get("CLAWNSOLE_SCREENSHOTS", "build/screenshots"))
-# Playwright's own waits (expect, wait_for_*) time out after this many milliseconds.
+# Playwright's waits (its actions, wait_for_*, and expect) time out after this many milliseconds: a
+# deadline for a condition, generous because CI's two cores also run the server, the database and workers.
 TIMEOUT_MS = 15_000
+expect.set_options(timeout=TIMEOUT_MS)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    """A launched (non-persistent) Chromium: new contexts of it are isolated sessions (cookies and all)."""
+    """A launched (non-persistent) Chromium: new contexts of it are isolated sessions (cookies and all).
+    For this package's tests only, not the whole session: Playwright's sync API keeps an event loop running
+    in this thread while it is open, and later tests that call asyncio.run (the MCP client's) must not find
+    one."""
     if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")

@@ -11,8 +11,7 @@ from clawnsole.queue import WorkQueue
 from clawnsole.tokens.api import Audit
 from tests.web.conftest import Api, TokenMaker
 from tests.web.dashboard.conftest import SignIn
-from tests.web.dashboard.test_dead_letters_page import dead, signed_in_client
-from tests.web.dashboard.test_leases_page import hold
+from tests.web.dashboard.helpers import dead, hold, signed_in_client
 
 
 def test_the_audit_page_lists_the_actions_just_made_newest_first(

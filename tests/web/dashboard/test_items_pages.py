@@ -20,7 +20,7 @@ from clawnsole.tokens.api import Audit
 from tests.conftest import Cli
 from tests.web.conftest import Api, TokenMaker
 from tests.web.dashboard.conftest import TIMEOUT_MS, SignIn
-from tests.web.dashboard.test_dead_letters_page import signed_in_client
+from tests.web.dashboard.helpers import signed_in_client
 
 SECRET = "use the staging key from vault path ops/billing"
 

@@ -12,16 +12,8 @@ from clawnsole.queue import WorkQueue
 from clawnsole.tokens.api import Audit
 from tests.web.conftest import Api, TokenMaker
 from tests.web.dashboard.conftest import SignIn
-from tests.web.dashboard.test_dead_letters_page import signed_in_client, worker_loop
+from tests.web.dashboard.helpers import hold, signed_in_client, worker_loop
 from tests.worker.helpers import wait_for
-
-
-def hold(wq: WorkQueue, queue: str, title: str, agent: str, lease: str = "10m") -> tuple[int, str]:
-    """An item claimed by `agent` (nobody runs it: the lease stays held): its id and lease token."""
-    item = wq.enqueue(queue, title, kind="render.pdf").item
-    [claimed] = wq.claim_next(queue, agent=agent, lease=lease)
-    assert claimed.id == item.id
-    return item.id, str(claimed.lease_token)
 
 
 def test_force_releasing_a_held_lease_puts_the_item_back_to_pending(

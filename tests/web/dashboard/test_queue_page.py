@@ -15,7 +15,7 @@ from clawnsole.queues.api import Queues
 from clawnsole.tokens.api import Audit
 from tests.web.conftest import Api, TokenMaker
 from tests.web.dashboard.conftest import TIMEOUT_MS, SignIn
-from tests.web.dashboard.test_dead_letters_page import signed_in_client, worker_loop
+from tests.web.dashboard.helpers import signed_in_client, worker_loop
 from tests.worker.helpers import wait_for
 
 
