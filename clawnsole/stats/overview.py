@@ -35,6 +35,7 @@ class QueueOverview:
     # Claimed items whose lease has run out (a claim will take them over).
     expired: int
     failed: int
+    cancelled: int
     done_1h: int
     failed_1h: int
 
@@ -55,6 +56,7 @@ class QueueOverview:
             claimed=int(row["claimed"]),
             expired=int(row["expired"]),
             failed=int(row["failed"]),
+            cancelled=int(row["cancelled"]),
             done_1h=int(row["done_1h"]),
             failed_1h=int(row["failed_1h"]),
         )

@@ -1,9 +1,11 @@
 """`/metrics`: the queue's state and the event history as Prometheus metrics, read from the database.
 
-Every value is computed from PostgreSQL at scrape time by the same library calls the CLI makes (`status`,
-`queue list`, `workers`, `schedule list`, `alert list`, `stats`), then cached for `TTL` seconds: any number
-of scrapers (two Prometheus replicas, a dashboard refreshing) costs the database one round every few
-seconds. The families go through their own `CollectorRegistry`, never the process-global one, so nothing
+Every value is computed from PostgreSQL at scrape time by the same library calls the CLI, the API and the
+dashboard make (`Stats.overview`, `workers`, `schedule list`, `alert list`, `stats`), then cached: the state
+for `TTL` seconds, the day of history for `HISTORY_TTL`. Any number of scrapers (two Prometheus replicas, a
+dashboard refreshing) costs the database one round every few seconds, and each read of the state is served by
+an index: a million finished items cost a scrape nothing. The families go through their own
+`CollectorRegistry`, never the process-global one, so nothing
 else in the process (or a second app in a test) leaks into the page.
 
 The history metrics cover a window (`WINDOW`, the last day) and are gauges, not counters: retention deletes
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -28,13 +30,14 @@ from prometheus_client.metrics_core import Metric
 from clawnsole.alerts.api import AsyncAlerts
 from clawnsole.incidents.api import AsyncIncidents
 from clawnsole.queue import AsyncWorkQueue
-from clawnsole.queues.api import AsyncQueues
 from clawnsole.schedules.api import AsyncSchedules
 from clawnsole.stats import histogram
 from clawnsole.stats.api import AsyncStats
 
-# Seconds a computed page is served again before the database is asked anew.
+# Seconds the state families are served again before the database is asked anew.
 TTL = 5.0
+# The history families read a day of events: at most once a minute.
+HISTORY_TTL = 60.0
 # The window of the history metrics, in seconds (the stats statements' own default: one day).
 WINDOW = 86_400.0
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -57,46 +60,41 @@ def _gauge(name: str, help_text: str, labels: Sequence[str] = ()) -> GaugeMetric
     return GaugeMetricFamily(name, help_text, labels=list(labels))
 
 
+# The statuses `clawnsole_items` counts: each has an index of its own, so a scrape never reads the finished
+# items (done items are not counted: on a big installation that alone took seconds; see the attempts).
+COUNTED = ("pending", "waiting", "claimed", "failed", "cancelled")
+
+
 async def collect(queue: AsyncWorkQueue) -> list[Metric]:
     """Every metric family, computed now from the database."""
+    return [*(await collect_state(queue)), *(await collect_history(queue))]
+
+
+async def collect_state(queue: AsyncWorkQueue) -> list[Metric]:
+    """The families of what is true now: items by status, backlog age, leases, queue controls, workers,
+    schedules, alerts. Each read is served by an index (`Stats.overview` for the queues)."""
     started = time.monotonic()
-    counts = await queue.status()
-    summaries = await AsyncQueues(queue).list()
+    overview = await AsyncStats(queue).overview()
     workers = await AsyncIncidents(queue).workers()
     schedules = await AsyncSchedules(queue).list()
     firing = await AsyncAlerts(queue).alerts(state="firing")
-    attempts = await AsyncStats(queue).stats(since=WINDOW)
-    runs = await queue.run_steps(histogram.run_times(since=WINDOW))
 
-    items = _gauge("clawnsole_items", "Items by queue and status, now.", ["queue", "status"])
+    items = _gauge("clawnsole_items", f"Items by queue and status, now ({', '.join(COUNTED)}).", ["queue", "status"])
     oldest = _gauge(
         "clawnsole_oldest_pending_seconds", "Age of the oldest due pending item of the queue (0: none).", ["queue"]
     )
     expired = _gauge("clawnsole_expired_leases", "Claimed items whose lease has expired, by queue.", ["queue"])
     dead = _gauge("clawnsole_dead_letters", "Dead letters (failed items) by queue.", ["queue"])
-    oldest_by_queue: dict[str, float] = {}
-    expired_by_queue: dict[str, int] = {}
-    dead_by_queue: dict[str, int] = {}
-    for count in counts:
-        items.add_metric([count.queue, count.status], count.items)
-        if count.oldest_pending_seconds is not None:
-            oldest_by_queue[count.queue] = max(oldest_by_queue.get(count.queue, 0.0), count.oldest_pending_seconds)
-        expired_by_queue[count.queue] = max(expired_by_queue.get(count.queue, 0), count.expired_leases)
-        if count.status == "failed":
-            dead_by_queue[count.queue] = count.items
-    for summary in summaries:
-        oldest_by_queue.setdefault(summary.name, summary.oldest_pending_seconds or 0.0)
-    for name, seconds in sorted(oldest_by_queue.items()):
-        oldest.add_metric([name], seconds)
-    for name in sorted(oldest_by_queue.keys() | expired_by_queue.keys()):
-        expired.add_metric([name], expired_by_queue.get(name, 0))
-        dead.add_metric([name], dead_by_queue.get(name, 0))
-
     paused = _gauge("clawnsole_queue_paused", "1 when the queue is paused (no claims), else 0.", ["queue"])
     draining = _gauge("clawnsole_queue_draining", "1 when the queue is draining (no enqueues), else 0.", ["queue"])
-    for summary in summaries:
-        paused.add_metric([summary.name], 1 if summary.control.state == "paused" else 0)
-        draining.add_metric([summary.name], 1 if summary.control.state == "draining" else 0)
+    for row in overview:
+        for status in COUNTED:
+            items.add_metric([row.queue, status], getattr(row, status))
+        oldest.add_metric([row.queue], row.oldest_pending_seconds or 0.0)
+        expired.add_metric([row.queue], row.expired)
+        dead.add_metric([row.queue], row.failed)
+        paused.add_metric([row.queue], 1 if row.state == "paused" else 0)
+        draining.add_metric([row.queue], 1 if row.state == "draining" else 0)
 
     alive = _gauge("clawnsole_workers_alive", "Registered workers heartbeating now.")
     alive.add_metric([], sum(1 for w in workers if w.gone is None))
@@ -128,6 +126,19 @@ async def collect(queue: AsyncWorkQueue) -> list[Metric]:
     for (rule, severity), n in sorted(by_rule.items()):
         alerts.add_metric([rule, severity], n)
 
+    took = _gauge("clawnsole_metrics_collect_seconds", "Seconds the last computation of the state metrics took.")
+    took.add_metric([], time.monotonic() - started)
+    return [
+        items, oldest, expired, dead, paused, draining, alive, silent, last_run, next_run, schedule_active,
+        alerts, took,
+    ]  # fmt: skip
+
+
+async def collect_history(queue: AsyncWorkQueue) -> list[Metric]:
+    """The families of the event history's last `WINDOW`: attempts by outcome and the run-time histogram.
+    They read a day of events, so they are computed at most every `HISTORY_TTL` seconds."""
+    attempts = await AsyncStats(queue).stats(since=WINDOW)
+    runs = await queue.run_steps(histogram.run_times(since=WINDOW))
     outcomes = _gauge(
         "clawnsole_attempts_24h",
         "Attempts over the last 24 h by queue, kind and outcome (claimed, done, failed, retried).",
@@ -145,13 +156,7 @@ async def collect(queue: AsyncWorkQueue) -> list[Metric]:
     for hist in runs:
         buckets = [("+Inf" if bound == float("inf") else repr(bound), float(n)) for bound, n in hist.buckets]
         run_time.add_metric([hist.queue, _label(hist.kind), hist.outcome], buckets, hist.sum)
-
-    took = _gauge("clawnsole_metrics_collect_seconds", "Seconds the last computation of these metrics took.")
-    took.add_metric([], time.monotonic() - started)
-    return [
-        items, oldest, expired, dead, paused, draining, alive, silent, last_run, next_run, schedule_active,
-        alerts, outcomes, run_time, took,
-    ]  # fmt: skip
+    return [outcomes, run_time]
 
 
 def visible(families: Iterable[Metric], can_see: Callable[[str], bool] | None) -> list[Metric]:
@@ -186,11 +191,14 @@ def render(families: Iterable[Metric]) -> bytes:
     return generate_latest(registry)
 
 
-class MetricsCache:
-    """The families of the last computation, served for `ttl` seconds; one computation at a time, so a burst
-    of scrapes when the cache runs out costs one round of queries, not one per scrape."""
+class _Tier:
+    """One computation's families, served again for `ttl` seconds; one computation at a time, so a burst of
+    scrapes when it runs out costs one round of queries, not one per scrape."""
 
-    def __init__(self, ttl: float = TTL, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, compute: Callable[[AsyncWorkQueue], Awaitable[list[Metric]]], ttl: float, clock: Callable[[], float]
+    ) -> None:
+        self._compute = compute
         self._ttl = ttl
         self._clock = clock
         self._families: list[Metric] | None = None
@@ -198,13 +206,12 @@ class MetricsCache:
         self._lock = asyncio.Lock()
 
     async def families(self, queue: AsyncWorkQueue) -> list[Metric]:
-        """The cached families, computed again when older than the TTL."""
         if self._fresh():
             assert self._families is not None
             return self._families
         async with self._lock:
             if not self._fresh():
-                self._families = await collect(queue)
+                self._families = await self._compute(queue)
                 self._at = self._clock()
             assert self._families is not None
             return self._families
@@ -213,9 +220,38 @@ class MetricsCache:
         return self._families is not None and self._clock() - self._at < self._ttl
 
 
+class MetricsCache:
+    """The families of the last computations: the state families for `ttl` seconds, the history families
+    (a day of events) for `history_ttl`."""
+
+    def __init__(
+        self, ttl: float = TTL, history_ttl: float = HISTORY_TTL, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._state = _Tier(collect_state, ttl, clock)
+        self._history = _Tier(collect_history, history_ttl, clock)
+
+    async def families(self, queue: AsyncWorkQueue) -> list[Metric]:
+        """The cached families, each tier computed again when older than its TTL."""
+        return [*(await self._state.families(queue)), *(await self._history.families(queue))]
+
+
 def page(families: list[Metric], can_see: Callable[[str], bool] | None) -> bytes:
     """The `/metrics` body for a principal (see `visible`)."""
     return render(visible(families, can_see))
 
 
-__all__ = ["CONTENT_TYPE", "GLOBAL", "TTL", "WINDOW", "MetricsCache", "collect", "page", "render", "visible"]
+__all__ = [
+    "CONTENT_TYPE",
+    "COUNTED",
+    "GLOBAL",
+    "HISTORY_TTL",
+    "TTL",
+    "WINDOW",
+    "MetricsCache",
+    "collect",
+    "collect_history",
+    "collect_state",
+    "page",
+    "render",
+    "visible",
+]

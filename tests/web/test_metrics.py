@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -104,7 +105,9 @@ def test_every_metric_parses_with_help_and_type_and_says_what_the_database_holds
         assert f"# HELP {family.name} " in text and f"# TYPE {family.name} " in text
     samples = _samples(text)
     assert _value(samples, "clawnsole_items", queue=queue, status="pending") == 1
-    assert _value(samples, "clawnsole_items", queue=queue, status="done") == 1
+    assert _value(samples, "clawnsole_items", queue=queue, status="failed") == 1
+    # Done items are not counted (that would read every finished item); the attempts say what got done.
+    assert _value(samples, "clawnsole_items", queue=queue, status="done") is None
     assert _value(samples, "clawnsole_dead_letters", queue=queue) == 1
     assert _value(samples, "clawnsole_queue_paused", queue=queue) == 1
     assert _value(samples, "clawnsole_queue_draining", queue=queue) == 0
@@ -173,3 +176,50 @@ def test_the_run_time_histogram_counts_each_attempt_in_the_first_bucket_at_or_ab
         with pytest.raises(InvalidInput) as refused:
             web_wq.run_steps(histogram.run_times(bounds=bad))
         assert refused.value.field == "bounds"
+
+
+def test_the_history_is_computed_again_only_after_its_own_ttl(web_wq: WorkQueue, queue: str, api: Api) -> None:
+    import asyncio
+
+    from clawnsole.queue import AsyncWorkQueue
+    from clawnsole.web.metrics import HISTORY_TTL, TTL, MetricsCache
+
+    now = [0.0]
+
+    def attempts(families: list[Any]) -> float:
+        return sum(
+            s.value
+            for f in families
+            for s in f.samples
+            if f.name == "clawnsole_attempts_24h" and s.labels["queue"] == queue and s.labels["outcome"] == "done"
+        )
+
+    async def scrape_twice() -> tuple[list[float], list[float]]:
+        cache = MetricsCache(clock=lambda: now[0])
+        async with AsyncWorkQueue(api.db_url, schema=SCHEMA) as wq:
+            first = await cache.families(wq)
+            claimed = web_wq.claim_next([queue], lease="60")[0]
+            web_wq.done(claimed.id, lease_token=claimed.lease_token)
+            now[0] += TTL + 1  # the state is stale, the history not yet
+            second = await cache.families(wq)
+            now[0] += HISTORY_TTL
+            third = await cache.families(wq)
+        return [attempts(first), attempts(second), attempts(third)], [
+            _pending(first, queue),
+            _pending(second, queue),
+            _pending(third, queue),
+        ]
+
+    web_wq.enqueue(queue, "one")
+    done, pending = asyncio.run(scrape_twice())
+    assert pending == [1, 0, 0]
+    assert done == [0, 0, 1]
+
+
+def _pending(families: list[Any], queue: str) -> float:
+    return sum(
+        s.value
+        for f in families
+        for s in f.samples
+        if f.name == "clawnsole_items" and s.labels["queue"] == queue and s.labels["status"] == "pending"
+    )

@@ -110,7 +110,8 @@ SELECT e.id, e.item_id, e.at, e.event, e.agent, e.detail, i.queue, i.kind,
 -- name: stats_queue_overview
 -- Per queue what it holds now and its last hour, each count from an index so the overview stays fast on
 -- millions of finished items: pending and the oldest due one (items_claimable_idx), waiting
--- (items_waiting_idx), claimed and expired leases (items_lease_idx), failed (items_trouble_idx), done and
+-- (items_waiting_idx), claimed and expired leases (items_lease_idx), failed and cancelled
+-- (items_trouble_idx), done and
 -- failed attempts in the last hour (item_events_at_idx, then each event's item by primary key), and the
 -- queue's controls. `queues` NULL: every queue. A queue with nothing but old finished items is not listed.
 WITH pending AS (
@@ -122,8 +123,10 @@ WITH pending AS (
 ), claimed AS (
     SELECT queue, count(*) AS claimed, count(*) FILTER (WHERE lease_expires_at < now()) AS expired
       FROM {schema}.items WHERE lease_expires_at IS NOT NULL GROUP BY queue
-), failed AS (
-    SELECT queue, count(*) AS failed FROM {schema}.items WHERE status = 'failed' GROUP BY queue
+), trouble AS (
+    SELECT queue, count(*) FILTER (WHERE status = 'failed') AS failed,
+           count(*) FILTER (WHERE status = 'cancelled') AS cancelled
+      FROM {schema}.items WHERE status IN ('failed', 'cancelled') GROUP BY queue
 ), last_hour AS (
     SELECT i.queue, count(*) FILTER (WHERE e.event = 'done') AS done_1h,
            count(*) FILTER (WHERE e.event = 'failed') AS failed_1h
@@ -132,19 +135,20 @@ WITH pending AS (
      GROUP BY i.queue
 ), names AS (
     SELECT queue FROM pending UNION SELECT queue FROM waiting UNION SELECT queue FROM claimed
-    UNION SELECT queue FROM failed UNION SELECT queue FROM last_hour UNION SELECT name FROM {schema}.queues
+    UNION SELECT queue FROM trouble UNION SELECT queue FROM last_hour UNION SELECT name FROM {schema}.queues
 )
 SELECT n.queue, coalesce(q.state, 'active') AS state, q.state_since, q.concurrency_limit, q.rate_limit,
        q.rate_window_seconds,
        coalesce(p.pending, 0) AS pending, p.oldest_pending_seconds, coalesce(w.waiting, 0) AS waiting,
        coalesce(c.claimed, 0) AS claimed, coalesce(c.expired, 0) AS expired, coalesce(f.failed, 0) AS failed,
+       coalesce(f.cancelled, 0) AS cancelled,
        coalesce(h.done_1h, 0) AS done_1h, coalesce(h.failed_1h, 0) AS failed_1h
   FROM names n
   LEFT JOIN {schema}.queues q ON q.name = n.queue
   LEFT JOIN pending p ON p.queue = n.queue
   LEFT JOIN waiting w ON w.queue = n.queue
   LEFT JOIN claimed c ON c.queue = n.queue
-  LEFT JOIN failed f ON f.queue = n.queue
+  LEFT JOIN trouble f ON f.queue = n.queue
   LEFT JOIN last_hour h ON h.queue = n.queue
  WHERE %(queues)s::text[] IS NULL OR n.queue = ANY(%(queues)s::text[])
  ORDER BY n.queue;
