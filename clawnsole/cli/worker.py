@@ -1,5 +1,8 @@
 """`clawnsole workqueue worker-loop|worker-pass` and `clawnsole handlers list`: thin wiring of the worker
-runtime. Heavy imports stay inside the commands, so `clawnsole workqueue enqueue` starts fast from cron."""
+runtime. Heavy imports stay inside the commands, so `clawnsole workqueue enqueue` starts fast from cron.
+
+With `--api-url` (or $CLAWNSOLE_API_URL) and a token the worker needs no database: it works through the HTTP
+API of `clawnsole serve` (`clawnsole.worker.api_source`), with the same output, exit codes and `--exec`."""
 
 from __future__ import annotations
 
@@ -11,7 +14,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from clawnsole.cli.common import AsJson, DatabaseUrl, Schema, handle_errors, print_json, print_table
+from clawnsole.cli.common import (
+    ApiToken,
+    ApiUrl,
+    AsJson,
+    DatabaseUrl,
+    Schema,
+    handle_errors,
+    print_json,
+    print_table,
+)
 
 if TYPE_CHECKING:
     from clawnsole.worker import Handler
@@ -120,6 +132,8 @@ def worker_loop(
     ] = False,
     database_url: DatabaseUrl = None,
     schema: Schema = None,
+    api_url: ApiUrl = None,
+    token: ApiToken = None,
 ) -> None:
     """Run items from the queues until stopped: LISTEN wake-ups, heartbeats, graceful SIGTERM (systemd)."""
     _run(
@@ -144,6 +158,8 @@ def worker_loop(
         with_alerts=with_alerts,
         database_url=database_url,
         schema=schema,
+        api_url=api_url,
+        token=token,
     )
 
 
@@ -165,6 +181,8 @@ def worker_pass(
     refuse_root: RefuseRoot = False,
     database_url: DatabaseUrl = None,
     schema: Schema = None,
+    api_url: ApiUrl = None,
+    token: ApiToken = None,
 ) -> None:
     """One pass for cron: run up to --max-items due items, then exit 0 (at once when there are none)."""
     _run(
@@ -189,6 +207,8 @@ def worker_pass(
         with_alerts=False,
         database_url=database_url,
         schema=schema,
+        api_url=api_url,
+        token=token,
     )
 
 
@@ -215,9 +235,11 @@ def _run(
     with_alerts: bool = False,
     database_url: str | None,
     schema: str | None,
+    api_url: str | None = None,
+    token: str | None = None,
 ) -> None:
     from clawnsole import validate
-    from clawnsole.cli.common import resolve
+    from clawnsole.cli.common import api_client, resolve
     from clawnsole.errors import InvalidInput
     from clawnsole.queue import default_agent
     from clawnsole.worker import Registry, SideTask, Worker, WorkerOptions, load_callable
@@ -226,6 +248,7 @@ def _run(
     from clawnsole.worker.runtime import default_concurrency
     from clawnsole.worker.sdnotify import Notifier
     from clawnsole.worker.signals import install
+    from clawnsole.worker.source import Source
 
     _check_root(refuse_root)
     if log_format not in FORMATS:
@@ -261,20 +284,34 @@ def _run(
     elif handlers:
         python_handler = Registry.from_module(handlers)
     argv = command_argv(exec_ or "", shell=shell) if exec_ else []
+    api = api_client(api_url, token)
+    if api is not None:
+        _check_over_http(agent=agent, with_scheduler=with_scheduler, with_alerts=with_alerts)
     run_scheduler = _scheduler() if with_scheduler else None
     run_alerts = _alerts(log_format) if with_alerts else None
 
-    conninfo, schema_name = resolve(database_url, schema)
-    run_handler = python_handler or ExecHandler(
-        argv, database_url=conninfo, schema=schema_name, timeout=timeout_seconds, kill_grace=options.kill_grace
-    )
     side_tasks = []
-    if run_scheduler is not None:
-        side_tasks.append(SideTask("scheduler", lambda stop: run_scheduler(conninfo, schema_name, stop)))
-    if run_alerts is not None:
-        side_tasks.append(SideTask("alerts", lambda stop: run_alerts(conninfo, schema_name, stop)))
+    if api is None:
+        conninfo, schema_name = resolve(database_url, schema)
+        source: str | Source = conninfo
+        run_handler = python_handler or ExecHandler(
+            argv, database_url=conninfo, schema=schema_name, timeout=timeout_seconds, kill_grace=options.kill_grace
+        )
+        if run_scheduler is not None:
+            side_tasks.append(SideTask("scheduler", lambda stop: run_scheduler(conninfo, schema_name, stop)))
+        if run_alerts is not None:
+            side_tasks.append(SideTask("alerts", lambda stop: run_alerts(conninfo, schema_name, stop)))
+    else:
+        from clawnsole.worker.api_source import ApiSource
+
+        schema_name = "clawnsole"  # unused: the server knows its schema
+        source = ApiSource(api, queues=options.queues, lease=options.lease, renew_timeout=min(10.0, options.lease / 3))
+        # No database here: an `--exec` child gets none either (nor the token), only its item.
+        run_handler = python_handler or ExecHandler(
+            argv, database_url=None, schema=None, timeout=timeout_seconds, kill_grace=options.kill_grace
+        )
     worker = Worker(
-        conninfo,
+        source,
         run_handler,
         options,
         schema=schema_name,
@@ -296,6 +333,18 @@ def _run(
         restore()
     if code:
         raise typer.Exit(code)
+
+
+def _check_over_http(*, agent: str | None, with_scheduler: bool, with_alerts: bool) -> None:
+    """Refuse what a worker over the API cannot do: the server names the agent (the token's name), and the
+    scheduler and the alert loops work on the database itself."""
+    from clawnsole.errors import InvalidInput
+
+    if agent:
+        raise InvalidInput("agent", "over the API the agent is the token's name: leave --agent out")
+    for given, name in ((with_scheduler, "with-scheduler"), (with_alerts, "with-alerts")):
+        if given:
+            raise InvalidInput(name, "needs the database: run it where the server runs, not over the API")
 
 
 def _check_root(refuse: bool) -> None:

@@ -113,10 +113,12 @@ class ApiClient:
         note: str | None = None,
         percent: int | None = None,
         extend: str | float | None = None,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
-        """Record progress on a held item and renew its lease (fenced by the lease token)."""
+        """Record progress on a held item and renew its lease (fenced by the lease token); `timeout` bounds
+        the request (a heartbeat must not hang past its interval)."""
         body = {"lease_token": lease_token, "note": note, "percent": percent, "extend": extend}
-        return self._item_action(item_id, "progress", body)
+        return self._item_action(item_id, "progress", body, timeout=timeout)
 
     def done(self, item_id: int, lease_token: str, *, result: Any = None) -> dict[str, Any]:
         """Finish a held item successfully, storing `result` (any JSON value)."""
@@ -128,6 +130,15 @@ class ApiClient:
         """Record a failed attempt: retried after a backoff while attempts remain (and `retry`), else failed."""
         body = {"lease_token": lease_token, "error": error, "retry": retry, "backoff": backoff}
         return self._item_action(item_id, "fail", body)
+
+    def release(self, item_id: int, lease_token: str, *, reason: str | None = None) -> dict[str, Any]:
+        """Give a held item back without charging the attempt (a worker stopping): pending again at once."""
+        return self._item_action(item_id, "release", {"lease_token": lease_token, "reason": reason})
+
+    def step(self, item_id: int, lease_token: str, *, step: str, seconds: float, error: str | None = None) -> bool:
+        """Record that a held item's handler spent `seconds` in `step`; False when the lease is gone."""
+        body = {"lease_token": lease_token, "step": step, "seconds": seconds, "error": error}
+        return bool(self._item_action(item_id, "step", body)["recorded"])
 
     def cancel(self, item_id: int, *, reason: str | None = None) -> dict[str, Any]:
         """Cancel a pending or waiting item."""
@@ -160,9 +171,17 @@ class ApiClient:
             page = self._call("GET", "/api/v1/items", params={k: v for k, v in params.items() if v is not None})
             items.extend(page["items"])
             cursor = page.get("next_cursor")
-            if not cursor or not page["items"]:
+            if not cursor:  # a searched page may be empty while the search goes on (feed.item_page)
                 break
         return [{k: v for k, v in i.items() if k != "instructions"} for i in items[:wanted]]
+
+    def queue(self, name: str) -> dict[str, Any]:
+        """One queue's controls, as `queue show --json` prints them (404 outside the token's queues)."""
+        return self._call("GET", f"/api/v1/queues/{_segment(name, 'queue')}", queue=name)  # type: ignore[no-any-return]
+
+    def ready(self) -> None:
+        """Return when the server and its database answer (`/readyz`); ApiUnavailable when they do not."""
+        self._call("GET", "/readyz")
 
     def status(self, queue: str | None = None) -> builtins.list[dict[str, Any]]:
         """Counts per queue and status, as `workqueue status --json` prints them."""
@@ -200,9 +219,12 @@ class ApiClient:
 
     # -- plumbing ----------------------------------------------------------------------------------------
 
-    def _item_action(self, item_id: int, action: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _item_action(
+        self, item_id: int, action: str, body: dict[str, Any], *, timeout: float | None = None
+    ) -> dict[str, Any]:
         sent = {k: v for k, v in body.items() if v is not None}
-        return self._call("POST", f"/api/v1/items/{_item_id(item_id)}/{action}", json=sent)  # type: ignore[no-any-return]
+        request: dict[str, Any] = {"json": sent} if timeout is None else {"json": sent, "timeout": timeout}
+        return self._call("POST", f"/api/v1/items/{_item_id(item_id)}/{action}", **request)  # type: ignore[no-any-return]
 
     def _call(self, method: str, path: str, *, queue: str | None = None, **request: Any) -> Any:
         try:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from clawnsole.models import Item
 
@@ -114,23 +114,39 @@ class Context:
         self.cancelled.set()
 
 
-class StepRecorder:
-    """Records handlers' steps through a worker session (the side session progress uses), fenced by the lease
-    token; a database error, a bad name or a lost lease is logged (`step_not_recorded`), never raised."""
+class StepWriter(Protocol):
+    """Where steps are written: a worker's source (`clawnsole.worker.source`)."""
 
-    def __init__(self, session: Session, log: EventLog) -> None:
-        self._session = session
+    def record_step(
+        self, item_id: int, *, lease_token: str, step: str, seconds: float, error: str | None = None
+    ) -> bool: ...
+
+
+class StepRecorder:
+    """Records handlers' steps through a worker session (the side session progress uses) or the worker's
+    source, fenced by the lease token; an outage, a bad name or a lost lease is logged (`step_not_recorded`),
+    never raised."""
+
+    def __init__(self, target: Session | StepWriter, log: EventLog) -> None:
+        self._target = target
         self._log = log
+
+    def _write(self, item_id: int, lease_token: str, step: str, seconds: float, error: str | None) -> bool:
+        from clawnsole.worker.session import Session
+
+        if isinstance(self._target, Session):
+            from clawnsole.stats.ops import record_step
+
+            op = record_step(item_id, lease_token=lease_token, step=step, seconds=seconds, error=error)
+            return self._target.run(op)
+        return self._target.record_step(item_id, lease_token=lease_token, step=step, seconds=seconds, error=error)
 
     def __call__(self, ctx: Context, step: str, seconds: float, error: str | None) -> bool:
         from clawnsole.errors import ClawnsoleError
-        from clawnsole.stats.ops import record_step
 
         item = ctx.item
         try:
-            recorded = self._session.run(
-                record_step(item.id, lease_token=ctx.lease_token, step=step, seconds=seconds, error=error)
-            )
+            recorded = self._write(item.id, ctx.lease_token, step, seconds, error)
         except ClawnsoleError as failure:
             self._log.emit("step_not_recorded", id=item.id, queue=item.queue, step=step, error=str(failure))
             return False

@@ -1,5 +1,6 @@
 """`--exec`: run a command per item. The item's JSON (instructions included) goes to the child's stdin and
-nowhere else; its identity and lease go in the environment so the child can report progress itself.
+nowhere else; its identity and lease go in the environment so the child can report progress itself (through
+the database the worker works on; a worker over the HTTP API hands its child no database and no token).
 
 Exit 0 is done (the last stdout line is the result when it is a JSON object, else a bounded stdout tail);
 any other exit fails the attempt with a bounded stderr tail. A timeout, a lost lease or a shutdown stops the
@@ -203,8 +204,8 @@ class ExecHandler:
         self,
         argv: list[str],
         *,
-        database_url: str,
-        schema: str,
+        database_url: str | None,
+        schema: str | None,
         timeout: float | None = None,
         kill_grace: float = 5.0,
         environ: Mapping[str, str] | None = None,
@@ -214,12 +215,14 @@ class ExecHandler:
         self.kill_grace = kill_grace
         source = os.environ if environ is None else environ
         # Nor the HTTP API's token (and URL): the child reports on its item through the database it is given,
-        # and a secret of the worker's operator is not handed to the commands it runs.
+        # and a secret of the worker's operator is not handed to the commands it runs. A worker over the API
+        # (no `database_url`) gives its child no database either: it reports by its exit, stdout and stderr.
         withheld = (*SYSTEMD_VARIABLES, "CLAWNSOLE_TOKEN", "CLAWNSOLE_API_URL")
-        self._environ = {k: v for k, v in source.items() if k not in withheld} | {
-            "CLAWNSOLE_DATABASE_URL": database_url,
-            "CLAWNSOLE_SCHEMA": schema,
-        }
+        self._environ = {k: v for k, v in source.items() if k not in withheld}
+        if database_url is not None:
+            self._environ["CLAWNSOLE_DATABASE_URL"] = database_url
+        if schema is not None:
+            self._environ["CLAWNSOLE_SCHEMA"] = schema
         self._preexec = _die_with_parent()
 
     def __call__(self, item: Item, ctx: Context) -> Any:

@@ -1,5 +1,6 @@
-"""Writes handler outcomes on the worker's finishing connection, in batches: every done item waiting is
-recorded by one statement, so a fast handler costs a fraction of a round trip per item."""
+"""Writes handler outcomes through the worker's source, in batches: on the database every done item waiting
+is recorded by one statement, so a fast handler costs a fraction of a round trip per item (over the HTTP API,
+one request per item)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,16 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from clawnsole import ops
 from clawnsole.errors import Conflict, DatabaseError, DatabaseUnavailable, InvalidInput, NotFound
 from clawnsole.worker.eventlog import EventLog, Record
 from clawnsole.worker.inflight import InFlight, Slot
-from clawnsole.worker.session import Session, Stopped, retry_call
+from clawnsole.worker.session import Stopped, retry_call
 from clawnsole.worker.tally import Tally
 
-MAX_BATCH = 500
+if TYPE_CHECKING:
+    from clawnsole.worker.source import Source
 
 
 class Outcome:
@@ -47,16 +48,15 @@ class Finisher:
 
     def __init__(
         self,
-        session: Session,
+        source: Source,
         *,
-        agent: str,
         inflight: InFlight,
         log: EventLog,
         tally: Tally,
         on_change: Callable[[], None],
     ) -> None:
-        self._session = session
-        self._agent = agent
+        self._source = source
+        self._batch = max(1, source.finish_batch)
         self._inflight = inflight
         self._log = log
         self._tally = tally
@@ -77,7 +77,7 @@ class Finisher:
                 return
             batch = [first]
             closing = False
-            while len(batch) < MAX_BATCH:
+            while len(batch) < self._batch:
                 try:
                     more = self._queue.get_nowait()
                 except queue.Empty:
@@ -118,9 +118,7 @@ class Finisher:
             return []
         pairs = [(o.slot.item.id, o.slot.token, o.result) for o in done]
         try:
-            held: set[tuple[int, str]] = self._retry(
-                lambda: self._session.run(ops.complete_many(pairs, agent=self._agent)), "recording results"
-            )
+            held: set[tuple[int, str]] = self._retry(lambda: self._source.complete(pairs), "recording results")
         except (Stopped, DatabaseUnavailable):
             return [("not_recorded", _fields(o.slot, time.monotonic())) for o in done]
         except (InvalidInput, DatabaseError) as refused:
@@ -143,9 +141,7 @@ class Finisher:
         error = outcome.error or "failed"
         try:
             item = self._retry(
-                lambda: self._session.run(
-                    ops.fail(slot.item.id, agent=self._agent, error=error, lease_token=slot.token, retry=outcome.retry)
-                ),
+                lambda: self._source.fail(slot.item.id, slot.token, error, retry=outcome.retry),
                 "recording a failure",
             )
         except (Stopped, DatabaseUnavailable):

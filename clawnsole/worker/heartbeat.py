@@ -1,29 +1,31 @@
 """Lease renewal for every item in flight, in one statement per beat; a lease found gone stops its handler.
 Each successful beat also proves the database answers, which is what the systemd watchdog is fed on.
 
-The heartbeat has a connection of its own (handlers' progress calls and shutdown releases use another), so
-nothing queues in front of a beat. Beats keep a fixed rate: the next one is due `interval` after the last
+On the database the heartbeat has a connection of its own (handlers' progress calls and shutdown releases
+use another), so nothing queues in front of a beat; over the HTTP API each beat renews every lease with a
+progress report that extends it. Beats keep a fixed rate: the next one is due `interval` after the last
 one was due, not after it ended, so a slow beat does not push every later one back; a beat that comes due
 while one is still running runs as soon as that one ends. A gap between two renewals longer than half the
 lease is logged (`heartbeat_late`), and the longest gap is reported when the worker stops.
 
-After each successful beat, one more statement on the same connection refreshes the worker's row in the
-workers registry (last seen, in flight, done and failed counts); a failure of that is logged, never fatal."""
+After each successful beat, the source refreshes the worker's row in the workers registry (last seen, in
+flight, done and failed counts; on the database only); a failure of that is logged, never fatal."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from clawnsole import ops
 from clawnsole.errors import DatabaseError
-from clawnsole.worker import steps
 from clawnsole.worker.eventlog import EventLog
 from clawnsole.worker.inflight import InFlight, Slot
-from clawnsole.worker.presence import Presence
-from clawnsole.worker.session import Session, Stopped, retry_call
+from clawnsole.worker.session import Stopped, retry_call
 from clawnsole.worker.tally import Tally
+
+if TYPE_CHECKING:
+    from clawnsole.worker.source import Source
 
 
 class Heartbeat:
@@ -31,9 +33,8 @@ class Heartbeat:
 
     def __init__(
         self,
-        session: Session,
+        source: Source,
         *,
-        agent: str,
         interval: float,
         lease: float,
         inflight: InFlight,
@@ -41,10 +42,8 @@ class Heartbeat:
         tally: Tally,
         stop: threading.Event,
         on_beat: Callable[[], None],
-        presence: Presence | None = None,
     ) -> None:
-        self._session = session
-        self._agent = agent
+        self._source = source
         self.interval = interval
         self._lease = lease
         self._inflight = inflight
@@ -52,7 +51,6 @@ class Heartbeat:
         self._tally = tally
         self._stop = stop
         self._on_beat = on_beat
-        self._presence = presence
         # Seconds between the two furthest-apart successful renewals so far (reported at stop).
         self.worst_gap = 0.0
         self._last_renewal: float | None = None
@@ -73,23 +71,14 @@ class Heartbeat:
         leases = self._inflight.held()
         try:
             # Within one interval, keep trying (with backoff): the next beat is the next chance anyway.
-            if leases:
-                renewed = retry_call(
-                    lambda: self._session.run(ops.heartbeat(leases, agent=self._agent)),
-                    log=self._log,
-                    what="renewing leases",
-                    stop=self._stop,
-                    give_up_after=self.interval,
-                )
-            else:
-                retry_call(
-                    lambda: self._session.run(steps.ping()),
-                    log=self._log,
-                    what="heartbeat",
-                    stop=self._stop,
-                    give_up_after=self.interval,
-                )
-                renewed = set()
+            # With nothing held, one round trip still proves the queue answers (the watchdog is fed on it).
+            renewed = retry_call(
+                lambda: self._source.renew(leases),
+                log=self._log,
+                what="renewing leases" if leases else "heartbeat",
+                stop=self._stop,
+                give_up_after=self.interval,
+            )
         except (DatabaseError, Stopped):
             return False
         self._renewed()
@@ -99,10 +88,7 @@ class Heartbeat:
         stop_lost(lost, log=self._log, tally=self._tally, detail="renewal found the lease held elsewhere")
         self._on_beat()
         # After the watchdog is fed: the registry is for people, the renewal above is what keeps the leases.
-        if self._presence is not None:
-            self._presence.refresh(
-                self._session, in_flight=self._inflight.count(), done=self._tally.done, failed=self._tally.failed
-            )
+        self._source.refresh(in_flight=self._inflight.count(), done=self._tally.done, failed=self._tally.failed)
         return True
 
     def _renewed(self) -> None:

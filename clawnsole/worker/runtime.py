@@ -10,6 +10,9 @@ Side threads: the heartbeat (renews every lease in flight each lease/3, feeds th
 listener (LISTEN wake-ups), the finisher and any extra task (the scheduler). If one dies, the worker stops
 loudly: it drains, releases, and exits 1.
 
+The queue is reached through a `Source` (`source.py`): PostgreSQL itself, or the HTTP API of `clawnsole
+serve` (`api_source.py`), where an idle claim waits on the server for an item instead of on a listener here.
+
 Stopping is two-stage: stop claiming and let in-flight items finish within the grace; then stop the rest
 (children get SIGTERM, then SIGKILL), and only then release their leases without charging the attempt.
 """
@@ -26,21 +29,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from clawnsole import ops, validate
+from clawnsole import validate
 from clawnsole.errors import DatabaseError, InvalidInput, LeaseLost
 from clawnsole.models import Item
-from clawnsole.worker import steps, storable
+from clawnsole.worker import storable
 from clawnsole.worker.context import Cancelled, Context, StepRecorder
 from clawnsole.worker.eventlog import EventLog, Record
 from clawnsole.worker.finisher import Finisher, Outcome, short
 from clawnsole.worker.handlers import Handler, HandlerFailed
 from clawnsole.worker.heartbeat import Heartbeat, stop_lost
 from clawnsole.worker.inflight import InFlight, Slot
-from clawnsole.worker.presence import Presence
 from clawnsole.worker.sdnotify import Notifier
-from clawnsole.worker.session import Session, Stopped, retry_call, worker_conninfo
+from clawnsole.worker.session import Stopped, retry_call
+from clawnsole.worker.source import DatabaseSource, Source
 from clawnsole.worker.tally import Tally
-from clawnsole.worker.wakeups import Wakeups
 
 # A busy worker also recovers expired leases in its queues at most this often (an idle one on every
 # timed wake-up), so items of a crashed worker come back without a second statement per claim.
@@ -114,11 +116,14 @@ class SideTask:
 
 
 class Worker:
-    """Claims items from its queues and runs `handler` on each; `run()` blocks until stopped."""
+    """Claims items from its queues and runs `handler` on each; `run()` blocks until stopped.
+
+    `source` is where the items come from: a PostgreSQL conninfo (the database itself, in `schema`), or a
+    `Source` such as `ApiSource` (the HTTP API)."""
 
     def __init__(
         self,
-        conninfo: str,
+        source: str | Source,
         handler: Handler,
         options: WorkerOptions,
         *,
@@ -128,8 +133,6 @@ class Worker:
         side_tasks: Sequence[SideTask] = (),
     ) -> None:
         self.options = options
-        self._conninfo = worker_conninfo(conninfo, options.agent)
-        self._schema = schema
         self._handler = handler
         self._log = log or EventLog(agent=options.agent)
         self._notifier = notifier or Notifier(None)
@@ -152,33 +155,31 @@ class Worker:
         watchdog = self._notifier.watchdog_interval
         self._heartbeat_interval = options.lease / 3 if watchdog is None else min(options.lease / 3, watchdog / 3)
         self._tick = LOOP_TICK if watchdog is None else min(LOOP_TICK, watchdog / 3)
-        self._claim_session = Session(self._conninfo, schema, options.agent)
-        self._finish_session = Session(self._conninfo, schema, options.agent)
-        # The heartbeat's own: nothing (a handler's progress call, a reconnect) may queue in front of a beat.
-        self._beat_session = Session(self._conninfo, schema, options.agent)
-        self._side_session = Session(self._conninfo, schema, options.agent)
-        # Handlers' `ctx.timed` steps are recorded through the side session too, like progress.
-        self._record_step = StepRecorder(self._side_session, self._log)
-        # The worker's row in the workers registry (`clawnsole workers`): written at start, refreshed by the
-        # heartbeat, closed at a clean stop; a failure to write it is logged, never fatal.
-        self.presence = Presence(
-            agent=options.agent,
-            queues=options.queues,
-            concurrency=options.concurrency,
-            heartbeat_seconds=self._heartbeat_interval,
-            log=self._log,
+        self._source: Source = (
+            DatabaseSource(
+                source,
+                schema,
+                agent=options.agent,
+                queues=options.queues,
+                lease=options.lease,
+                concurrency=options.concurrency,
+                heartbeat_seconds=self._heartbeat_interval,
+                log=self._log,
+            )
+            if isinstance(source, str)
+            else source
         )
+        # Handlers' `ctx.timed` steps are recorded through the source, like progress.
+        self._record_step = StepRecorder(self._source, self._log)
         self._finisher = Finisher(
-            self._finish_session,
-            agent=options.agent,
+            self._source,
             inflight=self._inflight,
             log=self._log,
             tally=self.tally,
             on_change=self._status_changed,
         )
         self._heartbeat = Heartbeat(
-            self._beat_session,
-            agent=options.agent,
+            self._source,
             interval=self._heartbeat_interval,
             lease=options.lease,
             inflight=self._inflight,
@@ -186,10 +187,12 @@ class Worker:
             tally=self.tally,
             stop=self._threads_stop,
             on_beat=self._on_beat,
-            presence=self.presence,
         )
-        self._wakeups = Wakeups(
-            self._conninfo, schema, options.queues, inflight=self._inflight, log=self._log, stop=self._threads_stop
+        # worker-pass claims until nothing is due and needs no wake-ups.
+        self._wakeups = (
+            None
+            if options.once
+            else self._source.wakeups(inflight=self._inflight, log=self._log, stop=self._threads_stop)
         )
         self._threads: list[threading.Thread] = []
         self._finisher_thread = threading.Thread()
@@ -237,15 +240,15 @@ class Worker:
         try:
             # A missing schema at start is a configuration error (run migrate), not an outage to wait out.
             retry_call(
-                lambda: self._claim_session.run(steps.ping()),
+                self._source.ping,
                 log=self._log,
                 what="connecting",
                 stop=self._stop_event,
                 schema_missing_is_fatal=True,
             )
-            if not options.once:
+            if self._wakeups is not None:
                 self._wakeups.open()
-            self.presence.register(self._claim_session)
+            self._source.register()
         except Stopped:
             self._close_sessions()
             self._log.emit("stopped", reason=self._stop_reason, **self.tally.as_dict())
@@ -267,6 +270,7 @@ class Worker:
         cond = self._inflight.cond
         recover_at = 0.0
         notified = False  # the last idle wait ended on a wake-up hint
+        waiting = False  # the next claim waits on the source's side for an item (over the HTTP API)
         while True:
             with cond:
                 now = self._loop_tick = time.monotonic()
@@ -286,15 +290,16 @@ class Worker:
             # Woken by a notification, claim at once: the recovery statement, when due, comes after.
             recover = now >= recover_at and not notified
             try:
-                items = self._claim(limit, recover)
+                items = self._claim_waiting(limit, started) if waiting else self._claim(limit, recover)
             except Stopped:
                 return
-            if recover:
+            if recover and not waiting:
                 recover_at = now + RECOVER_EVERY
             if items:
                 self._dispatch(items)
             owed, notified = notified and now >= recover_at, False
             if len(items) == limit or owed:
+                waiting = False
                 continue
             if options.once:
                 with cond:
@@ -302,6 +307,11 @@ class Worker:
                         self._stopping, self._stop_reason = True, "queue empty"
                         self._stop_event.set()
                 return
+            if self._source.claim_wait > 0:
+                # Idle over the HTTP API: the next claim waits on the server, which its LISTEN wakes, rather
+                # than here for a listener of our own.
+                waiting = True
+                continue
             notified = self._idle_wait(self._idle_timeout(), started)
             if not notified:
                 recover_at = 0.0  # a timed wake-up may be a lease running out: recover first
@@ -328,12 +338,21 @@ class Worker:
             return self._inflight.hinted
 
     def _claim(self, limit: int, recover: bool) -> list[Item]:
-        options = self.options
-        # The operation is a generator: a retry needs a fresh one, so build it inside the call.
         return retry_call(
-            lambda: self._claim_session.run(
-                ops.claim(options.queues, agent=options.agent, lease=options.lease, limit=limit, recover=recover)
-            ),
+            lambda: self._source.claim(limit, recover=recover),
+            log=self._log,
+            what="claiming",
+            stop=self._stop_event,
+        )
+
+    def _claim_waiting(self, limit: int, started: float) -> list[Item]:
+        """Claim, waiting up to the source's `claim_wait` for an item to come due (never past --max-runtime).
+        The wait is short (seconds), so a stop is noticed soon after it is asked for."""
+        wait = self._source.claim_wait
+        if self.options.max_runtime is not None:
+            wait = min(wait, max(0.0, self.options.max_runtime - (time.monotonic() - started)))
+        return retry_call(
+            lambda: self._source.claim(limit, recover=True, wait=wait),
             log=self._log,
             what="claiming",
             stop=self._stop_event,
@@ -343,7 +362,7 @@ class Worker:
         """Until the next due item or expiring lease, capped by the poll interval (jittered by 10%)."""
         poll = self.options.poll * random.uniform(0.9, 1.1)
         try:
-            due = self._claim_session.run(steps.next_wakeup(self.options.queues, agent=self.options.agent))
+            due = self._source.next_wakeup()
         except DatabaseError:
             due = None  # the next claim retries (and logs); meanwhile just wait
         return poll if due is None else min(poll, max(due + 0.02, MIN_IDLE_WAIT))
@@ -408,14 +427,8 @@ class Worker:
     def _progress(self, ctx: Context, note: str | None, percent: int | None) -> bool:
         item = ctx.item
         try:
-            self._side_session.run(
-                ops.progress(
-                    item.id,
-                    agent=self.options.agent,
-                    lease_token=ctx.lease_token,
-                    note=None if note is None else storable.text(note),
-                    percent=percent,
-                )
+            self._source.progress(
+                item.id, ctx.lease_token, note=None if note is None else storable.text(note), percent=percent
             )
         except LeaseLost:
             lost = self._inflight.lose([(item.id, ctx.lease_token)])
@@ -444,7 +457,7 @@ class Worker:
         self._handler_threads = [self._monitored(f"handler-{n}", self._serve) for n in range(self.options.concurrency)]
         self._finisher_thread = self._monitored("finisher", self._finisher.run)
         self._threads = [self._finisher_thread, self._monitored("heartbeat", self._heartbeat.run)]
-        if not self.options.once:
+        if self._wakeups is not None:
             self._threads.append(self._monitored("listener", self._wakeups.run))
         for task in self._side_tasks:
             self._threads.append(self._monitored(task.name, self._bind(task)))
@@ -495,9 +508,7 @@ class Worker:
         # claims its item next (the CLI exits as soon as `run()` returns; the handler thread dies with it).
         if leftovers:
             self._release(leftovers)
-        # On the claim session: the claim loop is over, and its connection is open (a worker that never
-        # reported progress has no side connection, and opening one now may find no slot free).
-        self.presence.stopped(self._claim_session, done=self.tally.done, failed=self.tally.failed)
+        self._source.stopped(done=self.tally.done, failed=self.tally.failed)
         self._close_sessions()
         summary = self.tally.summary(self._inflight.count())
         self._notifier.status(f"stopped ({reason}): {summary}")
@@ -539,7 +550,7 @@ class Worker:
         pairs = [s.key for s in slots]
         try:
             released: set[tuple[int, str]] = retry_call(
-                lambda: self._side_session.run(ops.release(pairs, agent=self.options.agent, reason="shutdown")),
+                lambda: self._source.release(pairs, reason="shutdown"),
                 log=self._log,
                 what="releasing leases",
                 give_up_after=SHUTDOWN_WRITE_TIMEOUT,
@@ -566,5 +577,4 @@ class Worker:
         self._log.emit_many(records)
 
     def _close_sessions(self) -> None:
-        for session in (self._claim_session, self._finish_session, self._beat_session, self._side_session):
-            session.close()
+        self._source.close()

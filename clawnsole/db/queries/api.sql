@@ -129,3 +129,73 @@ SELECT e.id, e.item_id, e.at, e.event, e.agent, e.detail, i.queue
 -- The newest event id, where a feed without Last-Event-ID starts (only what happens from now on): the
 -- identity's last value, read without touching the table (max(id) would scan it: no b-tree leads with id).
 SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('{schema}.item_events', 'id')::regclass), 0) AS id;
+
+-- The event stream beyond item events (GET /api/v1/events). Each source has its own position: schedule runs
+-- by id, like item events; queue controls, schedules and alerts, which keep only their state as it is now, by
+-- the time of their last change in microseconds since the epoch (`position`). A feed reads what changed after
+-- a position, in position order; these tables hold a row per queue, schedule or alert, so they are read whole.
+
+-- name: event_cursor_now
+-- Where a stream that resumes nothing starts: the newest position of every source (0 with none), so it
+-- streams only what happens from now on.
+SELECT (SELECT coalesce(max(id), 0) FROM {schema}.item_events) AS item,
+       (SELECT coalesce(max((extract(epoch FROM updated_at) * 1000000)::bigint), 0) FROM {schema}.queues) AS queue,
+       (SELECT coalesce(max((extract(epoch FROM updated_at) * 1000000)::bigint), 0)
+          FROM {schema}.schedules) AS schedule,
+       (SELECT coalesce(max(id), 0) FROM {schema}.schedule_runs) AS run,
+       (SELECT coalesce(max((extract(epoch FROM CASE WHEN state = 'firing' THEN fired_at ELSE resolved_at END)
+                             * 1000000)::bigint), 0)
+          FROM {schema}.alerts) AS alert;
+
+-- name: event_cursor_at
+-- The positions a bare item event id stands for (the Last-Event-ID of a stream that had sent only item
+-- events): the other sources resume from that event's time. The newest event at or before the id stands in
+-- for one deleted since (retention); with none, from the beginning.
+WITH t AS (
+    SELECT coalesce((SELECT at FROM {schema}.item_events WHERE id <= %(item)s::bigint ORDER BY id DESC LIMIT 1),
+                    'epoch'::timestamptz) AS at
+)
+SELECT (extract(epoch FROM t.at) * 1000000)::bigint AS changed,
+       (SELECT coalesce(max(r.id), 0) FROM {schema}.schedule_runs r WHERE r.at <= t.at) AS run
+  FROM t;
+
+-- name: queue_change_feed
+-- Queues whose controls changed after a position (the token's `queues` only; NULL: all), oldest change
+-- first. A row holds only the latest change: two changes between reads are seen as the second.
+SELECT q.*, (extract(epoch FROM q.updated_at) * 1000000)::bigint AS position
+  FROM {schema}.queues q
+ WHERE (extract(epoch FROM q.updated_at) * 1000000)::bigint > %(after)s::bigint
+   AND (%(queues)s::text[] IS NULL OR q.name = ANY(%(queues)s::text[]))
+ ORDER BY position, q.name;
+
+-- name: schedule_change_feed
+-- Schedules created or changed (paused, resumed, edited) after a position, of the token's queues, oldest
+-- first. A tick firing one does not count here: its runs are their own feed.
+SELECT s.*, (extract(epoch FROM s.updated_at) * 1000000)::bigint AS position
+  FROM {schema}.schedules s
+ WHERE (extract(epoch FROM s.updated_at) * 1000000)::bigint > %(after)s::bigint
+   AND (%(queues)s::text[] IS NULL OR s.queue = ANY(%(queues)s::text[]))
+ ORDER BY position, s.id;
+
+-- name: schedule_run_feed
+-- Schedule runs (a window enqueued, a duplicate, skipped, missed, an error, a run-now) after a run id, with
+-- their schedule's name and queue, of the token's queues, oldest first.
+SELECT r.id, r.schedule_id, r.fire_at, r.at, r.outcome, r.item_id, r.agent, r.detail, s.name AS schedule,
+       s.queue
+  FROM {schema}.schedule_runs r JOIN {schema}.schedules s ON s.id = r.schedule_id
+ WHERE r.id > %(after)s::bigint
+   AND (%(queues)s::text[] IS NULL OR s.queue = ANY(%(queues)s::text[]))
+ ORDER BY r.id
+ LIMIT %(limit)s::int;
+
+-- name: alert_change_feed
+-- Alerts that fired or resolved after a position, with their rule's name and severity, oldest first; a token
+-- limited to some queues sees only the alerts about one of them.
+SELECT a.*, r.name AS rule, r.severity,
+       (extract(epoch FROM CASE WHEN a.state = 'firing' THEN a.fired_at ELSE a.resolved_at END) * 1000000)::bigint
+         AS position
+  FROM {schema}.alerts a JOIN {schema}.alert_rules r ON r.id = a.rule_id
+ WHERE (extract(epoch FROM CASE WHEN a.state = 'firing' THEN a.fired_at ELSE a.resolved_at END)
+        * 1000000)::bigint > %(after)s::bigint
+   AND (%(queues)s::text[] IS NULL OR (a.subject_type = 'queue' AND a.subject = ANY(%(queues)s::text[])))
+ ORDER BY position, a.id;

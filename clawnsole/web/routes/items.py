@@ -1,4 +1,5 @@
-"""Item routes: enqueue, list, show, claim (with `wait` by LISTEN), progress, done, fail, cancel, retry.
+"""Item routes: enqueue, list, show, claim (with `wait` by LISTEN), progress, done, fail, release, step,
+cancel, retry.
 
 Thin: authorise (`require`), check the item's queue against the token's, call the library, return the same
 JSON `clawnsole workqueue … --json` prints. The token's name is the agent of its claims, and every write of a
@@ -15,9 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from clawnsole import feed, ops, validate
 from clawnsole.dependencies.api import AsyncDependencies
-from clawnsole.errors import InvalidInput
+from clawnsole.errors import InvalidInput, LeaseLost
 from clawnsole.models import Item
 from clawnsole.queue import AsyncWorkQueue
+from clawnsole.stats.ops import record_step
 from clawnsole.tokens.models import Principal
 from clawnsole.web.auth import mutation, queue_of, require
 
@@ -89,6 +91,22 @@ class FailBody(_Body):
     backoff: Any = None
 
 
+class ReleaseBody(_Body):
+    """Giving a held item back (a worker stopping)."""
+
+    lease_token: Any = Field(description="The lease token the claim returned.")
+    reason: Any = None
+
+
+class StepBody(_Body):
+    """A timed step of a held item's handler (what `ctx.timed` and `clawnsole:step` lines record)."""
+
+    lease_token: Any = Field(description="The lease token the claim returned.")
+    step: Any = Field(description="The step's name (letters, digits, '.', '_', '-', ':').")
+    seconds: Any = Field(description="How long the step took.")
+    error: Any = None
+
+
 class CancelBody(_Body):
     """Why an item is cancelled (kept in its history)."""
 
@@ -144,16 +162,37 @@ async def list_items(
     queue: str | None = None,
     status: str | None = None,
     kind: str | None = None,
+    text: str | None = None,
+    created_since: str | None = None,
+    created_before: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[int | None, Query(ge=1)] = None,
 ) -> dict[str, Any]:
-    """Items newest first, a page at a time: pass `next_cursor` back as `cursor` for the next page."""
+    """Items newest first, a page at a time: pass `next_cursor` back as `cursor` for the next page, until it
+    is null. `text` matches inside the title, `created_since` / `created_before` (ISO 8601) the creation
+    time. A filtered page that no index serves (anything but a status other than done) looks at the newest
+    10,000 items below the cursor only (`searched_to`: down to which id), so it may hold fewer items than
+    `limit`, even none, while `next_cursor` goes on."""
     if queue is not None and not principal.can_see(validate.queue_name(queue)):
-        return {"items": [], "next_cursor": None}
+        return {"items": [], "next_cursor": None, "searched_to": None}
     page = await wq.run_steps(
-        feed.item_page(visible=principal.queues, queue=queue, status=status, kind=kind, limit=limit, cursor=cursor)
+        feed.item_page(
+            visible=principal.queues,
+            queue=queue,
+            status=status,
+            kind=kind,
+            text=text,
+            created_since=created_since,
+            created_before=created_before,
+            limit=limit,
+            cursor=cursor,
+        )
     )
-    return {"items": [item_json(i, principal) for i in page.items], "next_cursor": page.next_cursor}
+    return {
+        "items": [item_json(i, principal) for i in page.items],
+        "next_cursor": page.next_cursor,
+        "searched_to": page.searched_to,
+    }
 
 
 @router.get("/items/{item_id}", name="item.show")
@@ -255,6 +294,51 @@ async def fail(
             backoff=body.backoff,
         )
     return item_json(item, principal)
+
+
+@router.post("/items/{item_id}/release", name="item.release")
+async def release(
+    item_id: int,
+    body: ReleaseBody,
+    request: Request,
+    wq: Queue,
+    principal: Annotated[Principal, Depends(require("work"))],
+) -> dict[str, Any]:
+    """Give a held item back without charging the attempt (a worker shutting down): pending again at once,
+    woken workers claim it. 409 `lease_lost` when it is no longer held with that lease."""
+    async with mutation(request, principal, "item.release", f"item:{item_id}"):
+        await _visible_item(wq, principal, item_id)
+        token = validate.lease_token(_lease_token(body.lease_token), "lease_token")
+        reason = validate.optional_text(body.reason, "reason", 1000) or "released"
+        released = await wq.run_steps(ops.release([(item_id, str(token))], agent=principal.name, reason=reason))
+        if not released:
+            raise LeaseLost(f"lease lost: item {item_id} is no longer held by {principal.name!r} with that lease")
+        item = await wq.get(item_id)
+    return item_json(item, principal)
+
+
+@router.post("/items/{item_id}/step", name="item.step")
+async def step(
+    item_id: int,
+    body: StepBody,
+    request: Request,
+    wq: Queue,
+    principal: Annotated[Principal, Depends(require("work"))],
+) -> dict[str, Any]:
+    """Record that a held item's handler spent `seconds` in `step` (a `step` event in its history);
+    `recorded: false` when the lease is no longer held."""
+    async with mutation(request, principal, "item.step", f"item:{item_id}"):
+        await _visible_item(wq, principal, item_id)
+        recorded = await wq.run_steps(
+            record_step(
+                item_id,
+                lease_token=_lease_token(body.lease_token),
+                step=body.step,
+                seconds=body.seconds,
+                error=body.error,
+            )
+        )
+    return {"recorded": recorded}
 
 
 @router.post("/items/{item_id}/cancel", name="item.cancel")
