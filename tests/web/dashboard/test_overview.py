@@ -53,7 +53,7 @@ def test_overview_counts_match_the_library_and_the_api(
     expect(cells.nth(5)).to_have_text("5")
     expect(page.locator("svg.chart").first).to_be_visible()
     assert page.locator("table.queues a", has_text=re.compile("^q-")).count() == 1
-    shot(page, "overview")
+    shot(page, "overview-one-queue")
 
 
 def test_overview_updates_live_when_the_cli_enqueues(
