@@ -103,8 +103,10 @@ def put_settings(settings: AlertSettings, *, now: datetime | None = None) -> Op[
 
 
 def update_settings(changes: Mapping[str, Any], *, now: datetime | None = None) -> Op[AlertSettings]:
-    """Change some settings (None leaves a field as it is)."""
-    current = yield from get_settings()
+    """Change some settings (None leaves a field as it is). The settings row is locked before it is read, so
+    a change made meanwhile by another operator is kept, not written over with the copy read before it."""
+    rows = yield Step("alert_settings_lock", {})
+    current = AlertSettings.from_row(rows[0])
     updates = {k: v for k, v in changes.items() if v is not None}
     unknown = set(updates) - {f.name for f in fields(AlertSettings)}
     if unknown:
