@@ -31,7 +31,6 @@ from clawnsole.web.app import create_app
 from tests.conftest import SCHEMA
 from tests.worker.helpers import wait_for
 
-
 # The browser flows and the OpenAPI fuzz exercise the HTTP and page layers, which behave the same on every
 # PostgreSQL version: .ci/run runs them on its first pass only (CLAWNSOLE_SKIP_BROWSER=1 on the second).
 _ONCE = ("dashboard", "test_openapi.py")

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
@@ -88,6 +88,22 @@ async def form_of(request: Request) -> dict[str, Any]:
         values = form.getlist(key)
         out[key] = values if len(values) > 1 or key.endswith("[]") else values[0]
     return out
+
+
+def filters_of(values: Any, names: tuple[str, ...]) -> dict[str, str]:
+    """The filter fields among `names` that are given (non-empty), stripped, from a query or a form."""
+    found = {}
+    for name in names:
+        value = values.get(name)
+        if isinstance(value, str) and value.strip():
+            found[name] = value.strip()
+    return found
+
+
+def url_of(path: str, where: dict[str, str], **more: Any) -> str:
+    """`path` with the filter `where` and more query fields (None values left out)."""
+    query = urlencode(where | {k: v for k, v in more.items() if v is not None})
+    return path + (f"?{query}" if query else "")
 
 
 def redirect(to: str, message: str | None = None, level: str = "ok") -> RedirectResponse:

@@ -7,8 +7,6 @@ It needs what `GET /api/v1/audit` needs (`check_reader`: admin over every queue)
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
@@ -17,7 +15,7 @@ from clawnsole.tokens.api import AsyncAudit
 from clawnsole.tokens.models import AuditEntry
 from clawnsole.web.auth import queue_of
 from clawnsole.web.dashboard.render import page
-from clawnsole.web.dashboard.session import Viewer, signed_in
+from clawnsole.web.dashboard.session import Viewer, signed_in, url_of
 from clawnsole.web.routes.audit import check_reader
 
 router = APIRouter()
@@ -55,7 +53,7 @@ async def audit(
 
 
 def _link(query: dict[str, str]) -> str:
-    return "/audit" + (f"?{urlencode(query)}" if query else "")
+    return url_of("/audit", query)
 
 
 def _before(value: str) -> int | None:

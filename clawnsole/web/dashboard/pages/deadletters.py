@@ -9,7 +9,6 @@ and runs only when that form is confirmed (`confirm=1`). Reads and replays go th
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
@@ -21,7 +20,7 @@ from clawnsole.models import Item
 from clawnsole.queue import AsyncWorkQueue
 from clawnsole.web.auth import queue_of
 from clawnsole.web.dashboard.render import page
-from clawnsole.web.dashboard.session import Viewer, act, form_of, signed_in
+from clawnsole.web.dashboard.session import Viewer, act, filters_of, form_of, signed_in, url_of
 from clawnsole.web.routes.dlq import queues_for, replay_as
 
 router = APIRouter()
@@ -35,18 +34,11 @@ GROUPS, GROUPS_SHOWN = 1000, 50
 
 
 def _filter(values: Any) -> dict[str, str]:
-    """The filter fields given (non-empty), as strings, from a query or a form."""
-    found = {}
-    for name in FILTERS:
-        value = values.get(name)
-        if isinstance(value, str) and value.strip():
-            found[name] = value.strip()
-    return found
+    return filters_of(values, FILTERS)
 
 
 def _link(where: dict[str, str], **more: Any) -> str:
-    query = urlencode(where | {k: v for k, v in more.items() if v is not None})
-    return "/dead-letters" + (f"?{query}" if query else "")
+    return url_of("/dead-letters", where, **more)
 
 
 def _group_url(group: DeadLetterGroup) -> str:

@@ -14,7 +14,6 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
@@ -29,7 +28,7 @@ from clawnsole.stats.api import AsyncStats
 from clawnsole.tokens.models import Forbidden
 from clawnsole.web.auth import queue_of
 from clawnsole.web.dashboard.render import page
-from clawnsole.web.dashboard.session import Viewer, act, form_of, signed_in
+from clawnsole.web.dashboard.session import Viewer, act, filters_of, form_of, signed_in, url_of
 
 router = APIRouter()
 
@@ -44,19 +43,12 @@ _DONE = {"retry": "requeued", "cancel": "cancelled"}
 
 
 def _where(values: Any) -> dict[str, str]:
-    """The filter fields given (non-empty), as strings, from a query or a form."""
-    found = {}
-    for name in FILTERS:
-        value = values.get(name)
-        if isinstance(value, str) and value.strip():
-            found[name] = value.strip()
-    return found
+    return filters_of(values, FILTERS)
 
 
 def items_url(where: dict[str, str], **more: Any) -> str:
     """The items page with this filter (and more query fields; None values left out)."""
-    query = urlencode(where | {k: v for k, v in more.items() if v is not None})
-    return "/items" + (f"?{query}" if query else "")
+    return url_of("/items", where, **more)
 
 
 def _moment(value: str | None, name: str, now: datetime) -> datetime | None:
