@@ -90,3 +90,9 @@ def test_reading_the_audit_needs_an_admin_token_over_every_queue(
     older = admin.get("/api/v1/audit", params={"limit": 2, "before": body["next_before"]}).json()
     assert all(r["id"] < body["next_before"] for r in older["audit"])
     assert admin.get("/api/v1/audit", params={"since": "soon"}).json()["error"]["field"] == "since"
+
+
+def test_only_an_admin_over_every_queue_gets_the_audit_link(api: Api, token: TokenMaker) -> None:
+    for scopes, linked in ((["admin"], True), (["operate"], False), (["read"], False)):
+        with signed_in_client(api, token(f"audit-link-{scopes[0]}", scopes)) as (http, _):
+            assert ('href="/audit"' in http.get("/").text) is linked, scopes
