@@ -5,53 +5,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable
 
 import httpx
 
 from clawnsole.queue import WorkQueue
 from tests.web.conftest import Api, TokenMaker
+from tests.web.sse import stream
 
 Client = Callable[[str], httpx.Client]
-
-
-class Stream:
-    """The events of one open SSE response, parsed as they arrive."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        self._lines = response.iter_lines()
-
-    def next(self) -> dict[str, Any]:
-        """The next event (comments and pings skipped): its id, event name and decoded data."""
-        fields: dict[str, str] = {}
-        for line in self._lines:
-            if line.startswith(":"):
-                continue
-            if line == "":
-                if "data" in fields:
-                    return {"id": int(fields["id"]), "event": fields["event"], "data": json.loads(fields["data"])}
-                continue
-            name, _, value = line.partition(":")
-            fields[name] = value.removeprefix(" ")
-        raise AssertionError("the stream ended")
-
-
-@contextmanager
-def stream(api: Api, secret: str, last_event_id: int | None = None) -> Iterator[Stream]:
-    headers = {"Authorization": f"Bearer {secret}"}
-    if last_event_id is not None:
-        headers["Last-Event-ID"] = str(last_event_id)
-    # The read timeout bounds every wait for an event: a missing one fails the test instead of hanging it.
-    with (
-        httpx.Client(base_url=api.url, timeout=httpx.Timeout(10, read=10)) as http,
-        http.stream("GET", "/api/v1/events", headers=headers) as response,
-    ):
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        yield Stream(response)
 
 
 def test_an_enqueue_reaches_an_open_stream_at_once(api: Api, token: TokenMaker, web_wq: WorkQueue, queue: str) -> None:
@@ -86,7 +48,8 @@ def test_a_stream_resumed_with_last_event_id_gets_what_it_missed_in_order(
         ("done", item.id),
         ("enqueued", second.id),
     ]
-    assert [e["id"] for e in missed] == sorted(e["id"] for e in missed) and missed[0]["id"] > seen["id"]
+    ids = [int(e["id"]) for e in missed]
+    assert ids == sorted(ids) and ids[0] > int(seen["id"])
 
 
 def test_a_stream_shows_only_the_tokens_queues(api: Api, token: TokenMaker, web_wq: WorkQueue, queue: str) -> None:
