@@ -80,6 +80,13 @@ def same_origin(request: Request) -> bool:
     return urlsplit(origin).netloc == (host or request.headers.get("host"))
 
 
+def from_this_dashboard(request: Request, session_secret: str, form: dict[str, Any]) -> bool:
+    """A POST made by a page of this session: the session's CSRF token in the form (or the htmx header), from
+    this server's own origin."""
+    given = form.get("csrf") or request.headers.get("x-csrf-token")
+    return csrf_ok(session_secret, given if isinstance(given, str) else None) and same_origin(request)
+
+
 async def form_of(request: Request) -> dict[str, Any]:
     """The posted form as a dict (a repeated field as a list)."""
     form = await request.form()
@@ -140,8 +147,7 @@ async def act(
     does), then a redirect to `back` with the message `do` returned, or with the error it raised. `do` may
     return (message, detail) to add to the audit row what only the action knows (the item it made, …)."""
     posted = form if form is not None else await form_of(request)
-    given = posted.get("csrf") or request.headers.get("x-csrf-token")
-    if not csrf_ok(viewer.session, given if isinstance(given, str) else None) or not same_origin(request):
+    if not from_this_dashboard(request, viewer.session, posted):
         await audited(request, viewer.principal, action, target, "forbidden", {"why": "csrf"})
         raise Forbidden("this form is not from this dashboard (missing or wrong CSRF token): reload the page")
     if not viewer.can(scope):

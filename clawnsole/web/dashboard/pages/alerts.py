@@ -26,10 +26,9 @@ from clawnsole.alerts.rules import CHANNELS, CONDITIONS, GROUPS, PATTERN_OPTIONS
 from clawnsole.errors import InvalidInput
 from clawnsole.queue import AsyncWorkQueue
 from clawnsole.tokens.models import Forbidden
-from clawnsole.tokens.sessions import csrf_ok
 from clawnsole.web.auth import queue_of
 from clawnsole.web.dashboard.render import page, span
-from clawnsole.web.dashboard.session import Viewer, act, form_of, redirect, same_origin, signed_in
+from clawnsole.web.dashboard.session import Viewer, act, form_of, from_this_dashboard, redirect, signed_in
 from clawnsole.web.routes.alerts import sees, send_tests, visible, whole_installation
 
 router = APIRouter()
@@ -451,9 +450,7 @@ async def disable_rule(name: str, request: Request, viewer: Viewer = Depends(sig
 async def delete_rule(name: str, request: Request, viewer: Viewer = Depends(signed_in)) -> Response:
     """First what the deletion takes with it (a confirmation), then, posted with `confirm=1`, the deletion."""
     posted = await form_of(request)
-    given = posted.get("csrf")
-    trusted = csrf_ok(viewer.session, given if isinstance(given, str) else None) and same_origin(request)
-    if posted.get("confirm") != "1" and trusted and _editor(viewer):
+    if posted.get("confirm") != "1" and from_this_dashboard(request, viewer.session, posted) and _editor(viewer):
         alerts = AsyncAlerts(queue_of(request))
         rule = await alerts.get(name)
         states = await alerts.alerts(rule=name)

@@ -10,10 +10,10 @@ from fastapi.responses import HTMLResponse, Response
 
 from clawnsole.errors import ClawnsoleError
 from clawnsole.tokens.models import Unauthenticated
-from clawnsole.tokens.sessions import AsyncSessions, csrf_ok
+from clawnsole.tokens.sessions import AsyncSessions
 from clawnsole.web.auth import audited, queue_of
 from clawnsole.web.dashboard.render import page
-from clawnsole.web.dashboard.session import COOKIE, form_of, redirect, same_origin, secure_cookie
+from clawnsole.web.dashboard.session import COOKIE, form_of, from_this_dashboard, redirect, same_origin, secure_cookie
 
 router = APIRouter()
 
@@ -59,9 +59,8 @@ async def sign_in(request: Request) -> Response:
 async def sign_out(request: Request) -> Response:
     form = await form_of(request)
     secret = request.cookies.get(COOKIE)
-    csrf = form.get("csrf")
     response = redirect("/sign-in", "Signed out.")
-    if secret and csrf_ok(secret, csrf if isinstance(csrf, str) else None) and same_origin(request):
+    if secret and from_this_dashboard(request, secret, form):
         # A session that ended already: the cookie goes either way.
         with contextlib.suppress(ClawnsoleError):
             await AsyncSessions(queue_of(request)).close(secret)
