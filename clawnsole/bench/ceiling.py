@@ -1,11 +1,10 @@
 """The ceiling: the very statements the library runs, driven raw, at the same batch size and concurrency.
 
 A script is built from the operations in `clawnsole.ops` (so it follows them when they change): each step's
-named statement with its parameters inlined as SQL literals, in the same transactions. pgbench drives it
-when it is installed (`-M prepared`, one connection per client); otherwise a tight psycopg loop does, with
-a thread per client. What is left between a figure and its ceiling is the cost of Python: the library, the
-worker runtime, process start-up.
-"""
+named statement with the same parameters bound, in the same transactions. pgbench drives it when it is
+installed (`-M prepared`, the values passed with `-D`, one connection per client); otherwise a tight
+psycopg loop does, with a thread per client. What is left between a figure and its ceiling is the cost of
+Python: the library, the worker runtime, process start-up."""
 
 from __future__ import annotations
 
@@ -18,12 +17,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.adapt import PyFormat, Transformer
 from psycopg.rows import dict_row
 
 from clawnsole import ops
@@ -31,6 +31,8 @@ from clawnsole.bench.scratch import Scratch
 from clawnsole.errors import ClawnsoleError
 from clawnsole.queue import notify_channel
 
+# The longest value passed to pgbench (`-D name=value`): Linux limits one argument to 128 KiB.
+_MAX_ARGUMENT = 120_000
 _PARAM = re.compile(r"%\((\w+)\)s")
 _QUOTED = re.compile(r"([Ee]?)'((?:[^']|'')*)'")
 # The claim's last line returns whole rows; a raw script only needs the ids and tokens to finish them.
@@ -41,10 +43,14 @@ _CLAIM_RESULT = (
 
 @dataclass(frozen=True)
 class Command:
-    """One statement of a raw script; `gset` keeps its single result row as variables for the next ones."""
+    """One statement of a raw script; `gset` keeps its single result row as variables for the next ones.
+
+    `params` are the values bound to it on every run, as a client binds an item's data to a prepared
+    statement: Python values for psycopg, their text form for pgbench (passed with `-D`)."""
 
     text: str
     gset: bool = False
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 def steps(op: ops.Op[Any]) -> list[ops.Step]:
@@ -98,15 +104,24 @@ def pgbench_problem(pgbench: str, url: str) -> str | None:
 
 
 class Renderer:
-    """Turns steps into raw statements with their parameters inlined as literals."""
+    """Turns steps into raw statements, their parameters bound as the library binds them.
+
+    The values are parameters, never literals: a literal in a prepared statement is parsed and folded into
+    the cached plan once (an item's JSON payload, a batch's rows), work a client enqueueing new data pays on
+    every call. NULLs are the exception (pgbench cannot bind one): they are written as NULL. The `inline`
+    style writes every value as a literal, for the process start-up floor, which runs each statement once.
+    """
 
     def __init__(self, scratch: Scratch, conn: psycopg.Connection[Any]) -> None:
         self._scratch = scratch
         self._conn = conn
         self._channel = notify_channel(scratch.schema)
+        self._transformer = Transformer(conn)
+        self._steps = 0
 
     def command(self, step: ops.Step, *, chained: Sequence[str] = (), style: str = "psycopg") -> Command:
-        """The step's statement; parameters named in `chained` stay variables (`:name` for pgbench)."""
+        """The step's statement; parameters named in `chained` stay variables (`:name` for pgbench), set by
+        the statement before it (`gset`)."""
         params = {"channel": self._channel, **step.params}
         text = "\n".join(
             line for line in self._scratch.statement(step.name).splitlines() if not line.lstrip().startswith("--")
@@ -114,17 +129,30 @@ class Renderer:
         if step.name in ops.CLAIM_STATEMENTS.values():
             head, _, _ = text.rpartition("\nSELECT ")
             text = f"{head}\n{_CLAIM_RESULT}"
+        gset = step.name in ops.CLAIM_STATEMENTS.values()
         if style == "psycopg":
-            text = text.replace("%", "%%").replace("%%(", "%(")
+            return Command(text, gset, {k: v for k, v in params.items() if k not in chained})
+        # pgbench numbers its variables per statement: give each statement's its own names.
+        prefix = f"s{self._steps}_"
+        self._steps += 1
+        bound: dict[str, Any] = {}
 
         def substitute(match: re.Match[str]) -> str:
             name = match.group(1)
             if name in chained:
-                return f":{name}" if style == "pgbench" else f"%({name})s"
-            literal = sql.Literal(params[name]).as_string(self._conn)
-            return literal.replace("%", "%%") if style == "psycopg" else _no_colons(literal)
+                return f":{name}"
+            value = params[name]
+            if style == "inline" or value is None:
+                return _no_colons(sql.Literal(value).as_string(self._conn))
+            bound[prefix + name] = self._text(value)
+            return f":{prefix}{name}"
 
-        return Command(_PARAM.sub(substitute, text), gset=step.name in ops.CLAIM_STATEMENTS.values())
+        return Command(_PARAM.sub(substitute, text), gset, bound)
+
+    def _text(self, value: Any) -> str:
+        """A value as its text form, which the server parses as it parses the library's parameter."""
+        data = self._transformer.get_dumper(value, PyFormat.TEXT).dump(value)
+        return bytes(data or b"").decode()
 
 
 def _no_colons(literal: str) -> str:
@@ -154,13 +182,11 @@ def claim_complete_script(
     if len(claim) > 1:
         claim = [Command("BEGIN"), *claim, Command("COMMIT")]
     finish = steps(ops.complete_many([(0, "00000000-0000-0000-0000-000000000000", None)], agent="ceiling"))
-    complete = render.command(
-        ops.Step(finish[0].name, finish[0].params | {"results": None}), chained=("ids", "tokens"), style=style
-    )
-    results = "array_fill(NULL::jsonb, ARRAY[cardinality(:ids::bigint[])])"
-    if style == "psycopg":
-        results = results.replace(":ids", "%(ids)s")
-    complete = Command(complete.text.replace("NULL::jsonb[]", results))
+    complete = render.command(finish[0], chained=("ids", "tokens", "results"), style=style)
+    # No handler results: one NULL per claimed item, as the finisher sends for a no-op handler.
+    var = "%({})s" if style == "psycopg" else ":{}"
+    results = f"array_fill(NULL::jsonb, ARRAY[cardinality({var.format('ids')}::bigint[])])"
+    complete = Command(complete.text.replace(f"{var.format('results')}::jsonb[]", results), params=complete.params)
     return [*claim, complete]
 
 
@@ -184,12 +210,18 @@ def run_raw(
     """Run the script `transactions` times on each of `clients` connections."""
     pgbench = find_pgbench() if use_pgbench else None
     if pgbench is not None:
-        return _pgbench(pgbench, url, script_for("pgbench"), clients, transactions)
+        script = script_for("pgbench")
+        # A value goes to pgbench on its command line, where one argument is limited to 128 KiB (a batch
+        # of 10,000 items is larger): such a script runs in the psycopg loop instead.
+        if all(len(v) < _MAX_ARGUMENT for c in script for v in c.params.values()):
+            return _pgbench(pgbench, url, script, clients, transactions)
+        return _psycopg(url, script_for("psycopg"), clients, transactions, "psycopg loop (too large for pgbench)")
     return _psycopg(url, script_for("psycopg"), clients, transactions)
 
 
 def _pgbench(pgbench: str, url: str, script: list[Command], clients: int, transactions: int) -> RawRun:
     body = "".join(f"{c.text}\n\\gset\n" if c.gset else f"{c.text};\n" for c in script)
+    variables = [f"-D{name}={value}" for c in script for name, value in c.params.items()]
     with tempfile.TemporaryDirectory(prefix="clawnsole-bench-") as folder:
         path = Path(folder) / "ceiling.sql"
         path.write_text(body, encoding="utf-8")
@@ -199,6 +231,7 @@ def _pgbench(pgbench: str, url: str, script: list[Command], clients: int, transa
                 "-n",
                 "-M",
                 "prepared",
+                *variables,
                 "-f",
                 str(path),
                 "-c",
@@ -222,7 +255,7 @@ def _pgbench(pgbench: str, url: str, script: list[Command], clients: int, transa
     return RawRun(float(match.group(1)), "pgbench")
 
 
-def _psycopg(url: str, script: list[Command], clients: int, transactions: int) -> RawRun:
+def _psycopg(url: str, script: list[Command], clients: int, transactions: int, method: str = "psycopg loop") -> RawRun:
     errors: list[BaseException] = []
     connections = [psycopg.connect(url, autocommit=True) for _ in range(clients)]
     start = threading.Barrier(clients + 1)
@@ -234,7 +267,7 @@ def _psycopg(url: str, script: list[Command], clients: int, transactions: int) -
             variables: dict[str, Any] = {}
             for _ in range(transactions):
                 for command in script:
-                    cur.execute(command.text, variables, prepare=True)
+                    cur.execute(command.text, command.params | variables, prepare=True)
                     if command.gset:
                         row = cur.fetchone()
                         variables = dict(row) if row else {}
@@ -253,7 +286,7 @@ def _psycopg(url: str, script: list[Command], clients: int, transactions: int) -
         c.close()
     if errors:
         raise RuntimeError(f"raw psycopg loop failed: {errors[0]}")
-    return RawRun(clients * transactions / elapsed, "psycopg loop")
+    return RawRun(clients * transactions / elapsed, method)
 
 
 def timed_ops(url: str, script: list[Command], samples: int) -> list[float]:
@@ -265,7 +298,7 @@ def timed_ops(url: str, script: list[Command], samples: int) -> list[float]:
             variables: dict[str, Any] = {}
             began = time.perf_counter()
             for command in script:
-                cur.execute(command.text, variables, prepare=True)
+                cur.execute(command.text, command.params | variables, prepare=True)
                 if command.gset:
                     row = cur.fetchone()
                     variables = dict(row) if row else {}
@@ -291,7 +324,7 @@ def raw_pickup(scratch: Scratch, queue: str, samples: int, gap: float) -> list[f
             # The generator holds the connection until it ends: claim after it, not inside it.
             if list(listener.notifies(timeout=0.2, stop_after=1)):
                 for command in claim[:-1]:
-                    cur.execute(command.text, {}, prepare=True)
+                    cur.execute(command.text, command.params, prepare=True)
                 claimed.append(time.perf_counter())
 
     thread = threading.Thread(target=listen, daemon=True)
@@ -304,7 +337,7 @@ def raw_pickup(scratch: Scratch, queue: str, samples: int, gap: float) -> list[f
             time.sleep(gap)
             sent.append(time.perf_counter())
             for command in enqueue:
-                producer.execute(command.text, {}, prepare=True)
+                producer.execute(command.text, command.params, prepare=True)
         deadline = time.monotonic() + 5
         while len(claimed) < samples + warm_up and time.monotonic() < deadline:
             time.sleep(0.01)

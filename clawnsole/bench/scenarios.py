@@ -200,8 +200,8 @@ def ceiling(b: Bench) -> None:
     b.ceilings["pickup p99"] = (percentile(pickups, 0.99) * 1000, "psycopg LISTEN + claim")
     b.preload(10)
     with b.scratch.connect() as conn:
-        enqueue_sql = raw.enqueue_script(b.scratch, conn, ops.enqueue(QUEUE, "cron", agent=None), "pgbench")
-        claim_sql = raw.claim_complete_script(b.scratch, conn, QUEUE, 1, "pgbench", recover=True)[:-1]
+        enqueue_sql = raw.enqueue_script(b.scratch, conn, ops.enqueue(QUEUE, "cron", agent=None), "inline")
+        claim_sql = raw.claim_complete_script(b.scratch, conn, QUEUE, 1, "inline", recover=True)[:-1]
     calls = max(3, b.sizes.cli_calls)
     b.ceilings["process enqueue"] = (
         median(raw.process_start(b.scratch.url, enqueue_sql, calls)) * 1000,

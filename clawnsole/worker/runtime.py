@@ -381,13 +381,15 @@ class Worker:
         stop_lost(
             superseded, log=self._log, tally=self.tally, detail="the lease ran out and the item was claimed again"
         )
+        # Handed to the handler threads before the log line is written: a thread starts on an item as soon as
+        # this one lets go of the interpreter (at the log's write), not after it prepares its next statement.
         self.tally.add(claimed=len(slots))
+        for slot in slots:
+            self._jobs.put(slot)
         self._log.emit_many(
             ("claimed", {"id": s.item.id, "queue": s.item.queue, "attempt": s.item.attempts, "kind": s.item.kind})
             for s in slots
         )
-        for slot in slots:
-            self._jobs.put(slot)
 
     # Handler threads ----------------------------------------------------------------------------------
 

@@ -75,12 +75,14 @@ SELECT (NULL::{schema}.items).*, false, false,
   FROM gate g WHERE g.missing IS NOT NULL OR g.draining;
 
 -- name: item_enqueue_many_after
--- item_enqueue_many for a batch in which some items have prerequisites (`after` of each, distinct ids of
--- items that exist already). Every prerequisite of the batch is locked once, in the order of item_enqueue_after, before
--- any insert; each item's status and waiting_for come from its own prerequisites as read after those locks.
--- All or nothing: with an unknown prerequisite or a draining queue nothing is written and the one row
--- returned says which (`missing`, `draining`; id NULL). Rows are inserted in batch order, so the n-th new
--- id (ids come back in batch order) is the n-th item's, which is how its dependencies find it.
+-- item_enqueue_many (the same parameters) for a batch in which some items have prerequisites (`after` of
+-- each, distinct ids of items that exist already). Every prerequisite of the batch is locked once, in the
+-- order of item_enqueue_after, before any insert; each item's status and waiting_for come from its own
+-- prerequisites as read after those locks.
+-- All or nothing: with an unknown prerequisite or a draining queue nothing is written and the row returned
+-- says which (`refused`: missing or draining; `ids` NULL). Rows are inserted in batch order, so the n-th new
+-- id (`ids` is in batch order, like item_enqueue_many's) is the n-th item's, which is how its dependencies
+-- find it.
 WITH wanted AS (
     SELECT DISTINCT a.id
       FROM jsonb_to_recordset(%(items)s::jsonb) AS n(after bigint[])
@@ -114,8 +116,10 @@ WITH wanted AS (
 ), ins AS (
     INSERT INTO {schema}.items (queue, kind, title, instructions, payload, metadata, priority, run_at,
                                 max_attempts, backoff_seconds, lease_seconds, status, waiting_for, finished_at)
-    SELECT b.queue, b.kind, b.title, b.instructions, coalesce(b.payload, '{}'::jsonb), b.metadata, b.priority,
-           coalesce(b.run_at, now()), b.max_attempts, b.backoff, b.lease,
+    SELECT coalesce(b.queue, %(queue)s::text), b.kind, b.title, b.instructions, coalesce(b.payload, '{}'::jsonb),
+           b.metadata, coalesce(b.priority, %(priority)s::int), coalesce(b.run_at, now()),
+           coalesce(b.max_attempts, %(max_attempts)s::int), coalesce(b.backoff, %(backoff)s::float8),
+           coalesce(b.lease, %(lease)s::float8),
            CASE WHEN b.ended IS NOT NULL THEN 'cancelled' WHEN b.unfinished > 0 THEN 'waiting' ELSE 'pending' END,
            CASE WHEN b.ended IS NULL THEN b.unfinished ELSE 0 END,
            CASE WHEN b.ended IS NOT NULL THEN now() END
@@ -146,12 +150,10 @@ WITH wanted AS (
 ), notified AS (
     SELECT pg_notify(%(channel)s, queue) FROM (SELECT DISTINCT queue FROM ins WHERE status = 'pending') q
 )
-SELECT id, status, NULL::text AS refused, NULL::text AS draining, NULL::bigint AS missing
-  FROM ins WHERE (SELECT count(*) FROM notified) >= 0
-UNION ALL
-SELECT NULL, NULL, CASE WHEN g.missing IS NOT NULL THEN 'missing' ELSE 'draining' END, g.draining, g.missing
-  FROM gate g WHERE g.missing IS NOT NULL OR g.draining IS NOT NULL
-ORDER BY id;
+SELECT (SELECT array_agg(id ORDER BY id) FROM ins WHERE (SELECT count(*) FROM notified) >= 0) AS ids,
+       CASE WHEN g.missing IS NOT NULL THEN 'missing' WHEN g.draining IS NOT NULL THEN 'draining' END AS refused,
+       g.draining, g.missing
+  FROM gate g;
 
 -- name: item_links
 -- An item's prerequisites and dependents with their status, for `show` (both directions by index).

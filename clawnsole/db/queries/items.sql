@@ -57,18 +57,22 @@ SELECT (NULL::{schema}.items).*, false, false, 'draining', false FROM gate WHERE
 
 -- name: item_enqueue_many
 -- Insert a batch of items without dedupe keys in one statement, from one JSON array of objects (one
--- parameter: cheaper to build, send and parse than ten arrays); records `enqueued` and wakes listeners once
--- per queue (PostgreSQL folds identical notifications within a transaction). Ids come back in batch order.
--- All or nothing: when one of the batch's `queues` is draining nothing is inserted and the one row returned
--- names it (`draining`, id NULL): a primary-key probe of `queues` per distinct queue.
+-- parameter: cheaper to build, send and parse than ten arrays). A row leaves out its queue and settings
+-- when they are the batch's (`queue`, `priority`, `max_attempts`, `backoff`, `lease`). Records `enqueued` and wakes listeners once
+-- per queue (PostgreSQL folds identical notifications within a transaction). One row: the new ids as one
+-- array, in batch order (one value to decode instead of a row per item). All or nothing: when one of the
+-- batch's `queues` is draining nothing is inserted, `ids` is NULL and `draining` names it: a primary-key
+-- probe of `queues` per distinct queue.
 WITH draining AS (
     SELECT min(q.name) AS queue FROM {schema}.queues q
      WHERE q.name = ANY(%(queues)s::text[]) AND q.state = 'draining'
 ), ins AS (
     INSERT INTO {schema}.items (queue, kind, title, instructions, payload, metadata, priority, run_at,
                                 max_attempts, backoff_seconds, lease_seconds)
-    SELECT n.queue, n.kind, n.title, n.instructions, coalesce(n.payload, '{}'::jsonb), n.metadata, n.priority,
-           coalesce(n.run_at, now()), n.max_attempts, n.backoff, n.lease
+    SELECT coalesce(n.queue, %(queue)s::text), n.kind, n.title, n.instructions, coalesce(n.payload, '{}'::jsonb),
+           n.metadata, coalesce(n.priority, %(priority)s::int), coalesce(n.run_at, now()),
+           coalesce(n.max_attempts, %(max_attempts)s::int), coalesce(n.backoff, %(backoff)s::float8),
+           coalesce(n.lease, %(lease)s::float8)
       FROM jsonb_to_recordset(%(items)s::jsonb)
            AS n(queue text, kind text, title text, instructions text, payload jsonb, metadata jsonb,
                 priority int, run_at timestamptz, max_attempts int, backoff float8, lease float8)
@@ -80,10 +84,8 @@ WITH draining AS (
 ), notified AS (
     SELECT pg_notify(%(channel)s, queue) FROM (SELECT DISTINCT queue FROM ins) q
 )
-SELECT id, NULL::text AS draining FROM ins WHERE (SELECT count(*) FROM notified) >= 0
-UNION ALL
-SELECT NULL, queue FROM draining WHERE queue IS NOT NULL
-ORDER BY id;
+SELECT (SELECT array_agg(id ORDER BY id) FROM ins WHERE (SELECT count(*) FROM notified) >= 0) AS ids,
+       (SELECT queue FROM draining) AS draining;
 
 -- name: lease_recover_expired
 -- Give back items whose lease ran out: to pending when attempts remain, else to failed ("lease expired").
