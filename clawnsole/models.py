@@ -58,7 +58,11 @@ class Item:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Item:
-        return cls(**{name: row[name] for name in _ITEM_FIELDS})
+        # Every claimed item is built here: filling the instance's dict directly is a third of the cost of
+        # the frozen dataclass's __init__, which sets each of the 24 fields through object.__setattr__.
+        item = object.__new__(cls)
+        object.__setattr__(item, "__dict__", {name: row[name] for name in _ITEM_FIELDS})
+        return item
 
     def to_json(self, *, with_instructions: bool = True) -> dict[str, Any]:
         """A JSON-ready dict; `instructions` left out on request (logs must never carry them)."""

@@ -36,6 +36,8 @@ Op: TypeAlias = Generator[Step, list[Row], T]
 # operations, each run in a transaction of its own, and receives their results (or their errors).
 Plan: TypeAlias = Generator[Op[Any], Any, T]
 
+# Most items carry no payload: nothing to check or copy.
+_NO_PAYLOAD = Jsonb({})
 # A racing enqueue can commit its key after our statement's snapshot; a fresh statement then sees it.
 _ENQUEUE_TRIES = 5
 
@@ -83,7 +85,7 @@ def enqueue(
         "title": validate.title(title),
         "kind": validate.kind(kind),
         "instructions": validate.optional_text(instructions, "instructions", validate.MAX_PAYLOAD_BYTES),
-        "payload": Jsonb(validate.payload(payload if payload is not None else {})),
+        "payload": _NO_PAYLOAD if payload is None or payload == {} else Jsonb(validate.payload(payload)),
         "metadata": None if checked_metadata is None else Jsonb(checked_metadata),
         "priority": validate.priority(priority),
         "dedupe_key": dedupe_key,

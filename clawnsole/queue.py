@@ -224,8 +224,17 @@ class WorkQueue(_Core):
             else:
                 if self._pool is None:
                     raise ClawnsoleError("the work queue is not open: use `with WorkQueue(...)` or call open()")
-                with self._pool.connection() as pooled:
-                    yield pooled
+                # What the pool's connection() does, less its commit on the way out when the connection is in
+                # autocommit mode (the queue's own pool): there is never anything to commit then.
+                pooled = self._pool.getconn()
+                try:
+                    if pooled.autocommit:
+                        yield pooled
+                    else:
+                        with pooled:
+                            yield pooled
+                finally:
+                    self._pool.putconn(pooled)
         except psycopg.Error as error:
             raise self._translate(error) from None
 
@@ -490,8 +499,15 @@ class AsyncWorkQueue(_Core):
             else:
                 if self._pool is None:
                     raise ClawnsoleError("the work queue is not open: use `async with AsyncWorkQueue(...)`")
-                async with self._pool.connection() as pooled:
-                    yield pooled
+                pooled = await self._pool.getconn()
+                try:
+                    if pooled.autocommit:  # see WorkQueue._connection
+                        yield pooled
+                    else:
+                        async with pooled:
+                            yield pooled
+                finally:
+                    await self._pool.putconn(pooled)
         except psycopg.Error as error:
             raise self._translate(error) from None
 
