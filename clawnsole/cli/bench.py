@@ -75,12 +75,6 @@ def bench_command(
 
 def _schema_name(name: str) -> str:
     """The scratch schema, checked by the same rule as every schema name (Settings)."""
-    from pydantic import ValidationError
-
     from clawnsole.config import Settings
-    from clawnsole.errors import InvalidInput
 
-    try:
-        return Settings.model_validate({"CLAWNSOLE_SCHEMA": name}).schema_name
-    except ValidationError as error:
-        raise InvalidInput("schema", error.errors()[0]["msg"]) from None
+    return Settings(schema_name=name).schema_name

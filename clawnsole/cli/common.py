@@ -122,29 +122,10 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
 
 
 def settings(database_url: str | None, schema: str | None) -> Settings:
-    """Settings from the environment, overridden by the command's options."""
-    from pydantic import ValidationError
-
+    """Settings from the environment, overridden by the command's options (an empty option is not given)."""
     from clawnsole.config import Settings
-    from clawnsole.errors import InvalidInput
 
-    overrides: dict[str, Any] = {}
-    if database_url:
-        overrides["database_url"] = database_url
-    if schema:
-        overrides["schema_name"] = schema
-    try:
-        # Options given to the command win over the environment (init values are pydantic-settings' first
-        # source), so a good --schema is not refused over a bad $CLAWNSOLE_SCHEMA it replaces.
-        return Settings(**overrides)
-    except ValidationError as error:
-        first = error.errors()[0]
-        field = (
-            {"schema_name": "schema"}.get(str(first["loc"][0]), str(first["loc"][0])) if first["loc"] else "settings"
-        )
-        # The validator's own message, without pydantic's "Value error, " in front of it.
-        cause = (first.get("ctx") or {}).get("error")
-        raise InvalidInput(field, str(cause) if isinstance(cause, ValueError) else first["msg"]) from None
+    return Settings.from_environment(database_url=database_url or None, schema_name=schema or None)
 
 
 def database_url(config: Settings) -> str:
