@@ -32,6 +32,10 @@ class StepTimer:
     seconds: float | None = None
 
 
+# Makes a context's `cancelled` event on first use: the handler and the worker may ask at the same time.
+_MAKING = threading.Lock()
+
+
 class Context:
     """Per-item handle given to a handler as its second argument.
 
@@ -41,11 +45,11 @@ class Context:
     """
 
     __slots__ = (
+        "_cancelled",
         "_progress",
         "_record_step",
         "agent",
         "cancel_reason",
-        "cancelled",
         "item",
         "kill_now",
         "lease_token",
@@ -57,12 +61,30 @@ class Context:
         self.item = item
         self.lease_token = lease_token
         self.agent = agent
-        self.cancelled = threading.Event()
+        # Made on first use: most handlers never look, and an Event (a Condition and its lock) is a tenth of
+        # the worker's own cost per item.
+        self._cancelled: threading.Event | None = None
         self.cancel_reason: str | None = None
         # True when the worker cannot wait for a polite SIGTERM (a second Ctrl-C): children get SIGKILL.
         self.kill_now = False
         self._progress = progress
         self._record_step = record_step
+
+    @property
+    def cancelled(self) -> threading.Event:
+        """Set when the worker no longer wants the outcome (wait on it instead of sleeping)."""
+        event = self._cancelled
+        if event is None:
+            with _MAKING:
+                if self._cancelled is None:
+                    self._cancelled = threading.Event()
+                event = self._cancelled
+        return event
+
+    def is_cancelled(self) -> bool:
+        """Whether `cancelled` is set (without making the event)."""
+        event = self._cancelled
+        return event is not None and event.is_set()
 
     def progress(self, note: str | None = None, percent: int | None = None) -> bool:
         """Record a progress note/percent and renew the lease; False when the database is unreachable.
@@ -103,7 +125,7 @@ class Context:
 
     def raise_if_cancelled(self) -> None:
         """Raise Cancelled when the worker has asked this handler to stop."""
-        if self.cancelled.is_set():
+        if self.is_cancelled():
             raise Cancelled(self.cancel_reason or "cancelled")
 
     def cancel(self, reason: str, *, kill_now: bool = False) -> None:

@@ -68,10 +68,15 @@ class EventLog:
                 pass
 
     def _format(self, stamp: str, event: str, fields: dict[str, Any]) -> str:
-        values = {k: v for k, v in fields.items() if v is not None}
         if self._json:
             head: dict[str, Any] = {"ts": stamp, "event": event}
             if self._agent is not None:
                 head["agent"] = self._agent
+            values = {k: v for k, v in fields.items() if v is not None}
             return json.dumps(head | values, default=str, ensure_ascii=False)
-        return " ".join([stamp, event, *(f"{k}={_text_value(v)}" for k, v in values.items())])
+        # Two lines per item at thousands of items a second: one pass, no intermediate dict.
+        parts = [stamp, event]
+        for key, value in fields.items():
+            if value is not None:
+                parts.append(f"{key}={_text_value(value)}")
+        return " ".join(parts)

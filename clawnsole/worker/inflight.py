@@ -4,6 +4,7 @@ condition its claim loop waits on (a free slot, a wake-up hint, a stop)."""
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterable
 
 from clawnsole.models import Item
@@ -130,3 +131,45 @@ class InFlight:
     def count(self) -> int:
         with self.cond:
             return len(self._slots)
+
+
+class Jobs:
+    """Claimed slots waiting for a handler thread (None: a thread is to return).
+
+    A batch wakes one idle thread, and a thread that takes a slot wakes the next only when more are waiting
+    and no other thread is already on its way. One thread per slot, each woken for a single item, costs a
+    wake-up and a hand-over of the interpreter per item; this way a burst of fast items is run by as few
+    threads as keep up with it, and slow items still spread over every thread (one wake-up after another).
+    """
+
+    def __init__(self) -> None:
+        self._waiting: deque[Slot | None] = deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._idle = 0  # threads blocked in get()
+        self._waking = 0  # of those, woken and not yet running
+
+    def put(self, slots: Iterable[Slot | None]) -> None:
+        with self._cond:
+            self._waiting.extend(slots)
+            self._wake_one()
+
+    def get(self) -> Slot | None:
+        with self._cond:
+            while not self._waiting:
+                self._idle += 1
+                try:
+                    self._cond.wait()
+                finally:
+                    self._idle -= 1
+                    if self._waking > 0:
+                        self._waking -= 1
+            slot = self._waiting.popleft()
+            if self._waiting:
+                self._wake_one()
+            return slot
+
+    def _wake_one(self) -> None:
+        # Call with the condition held.
+        if self._waking == 0 and self._idle > self._waking:
+            self._waking += 1
+            self._cond.notify()

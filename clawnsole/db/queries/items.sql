@@ -196,7 +196,11 @@ WITH allowed AS (
                 ELSE jsonb_build_object('attempt', attempts) END
       FROM claimed
 )
-SELECT * FROM claimed ORDER BY priority DESC, run_at, id;
+-- The columns of an Item, no more: every one is decoded for every claimed item.
+SELECT id, queue, kind, title, instructions, payload, priority, status, dedupe_key, run_at, attempts, max_attempts,
+       claimed_by, lease_token, lease_expires_at, progress_note, progress_percent, result, last_error, created_at,
+       updated_at, claimed_at, finished_at, metadata
+  FROM claimed ORDER BY priority DESC, run_at, id;
 
 -- name: item_claim_one
 -- `item_claim` for one queue, the common case (a worker of one queue, `claim-next --queue Q`): the same
@@ -240,7 +244,11 @@ WITH allowed AS (
                 ELSE jsonb_build_object('attempt', attempts) END
       FROM claimed
 )
-SELECT * FROM claimed ORDER BY priority DESC, run_at, id;
+-- The columns of an Item, no more: every one is decoded for every claimed item.
+SELECT id, queue, kind, title, instructions, payload, priority, status, dedupe_key, run_at, attempts, max_attempts,
+       claimed_by, lease_token, lease_expires_at, progress_note, progress_percent, result, last_error, created_at,
+       updated_at, claimed_at, finished_at, metadata
+  FROM claimed ORDER BY priority DESC, run_at, id;
 
 -- name: lease_extend
 -- Renew a held lease and record progress; fenced by the lease token (and the holder when one is named):
