@@ -271,7 +271,8 @@ WITH upd AS (
 SELECT * FROM upd;
 
 -- name: lease_extend_many
--- Heartbeat for a worker: renew every listed lease it still holds; returns the ids still held.
+-- Heartbeat for a worker: renew every listed lease it still holds; returns the ids still held (with the
+-- token as text: the caller's key for the lease, compared as given).
 -- Each listed lease is checked and locked by its own primary-key lookup, in the order given — the caller
 -- sorts by id, so every multi-row statement takes its locks in id order and two of them (a heartbeat and a
 -- finisher) cannot deadlock. (A LATERAL with FOR UPDATE is never flattened into a join: the plan stays one
@@ -292,7 +293,7 @@ UPDATE {schema}.items i
    SET lease_expires_at = now() + make_interval(secs => i.lease_seconds), updated_at = now()
   FROM held
  WHERE i.id = held.id
-RETURNING i.id, i.lease_token AS token;
+RETURNING i.id, i.lease_token::text AS token;
 
 -- name: item_complete
 -- Mark a held item done with its result; fenced by the lease token (and the holder when one is named).
@@ -315,7 +316,8 @@ WITH upd AS (
 SELECT * FROM upd WHERE (SELECT count(*) FROM released) >= 0;
 
 -- name: item_complete_many
--- Mark a batch of held items done in one statement; returns the ids whose lease was still held.
+-- Mark a batch of held items done in one statement; returns the ids whose lease was still held (token as
+-- text, as lease_extend_many).
 -- Each listed lease is checked and locked by its own primary-key lookup, in the order given — the caller
 -- sorts by id, so every multi-row statement takes its locks in id order and two of them (a heartbeat and a
 -- finisher) cannot deadlock. (A LATERAL with FOR UPDATE is never flattened into a join: the plan stays one
@@ -347,7 +349,7 @@ WITH held AS (
     SELECT {schema}.item_release_dependents(array_agg(id ORDER BY id), %(agent)s::text, %(channel)s)
       FROM upd WHERE has_dependents HAVING count(*) > 0
 )
-SELECT id, token FROM upd WHERE (SELECT count(*) FROM released) >= 0;
+SELECT id, token::text AS token FROM upd WHERE (SELECT count(*) FROM released) >= 0;
 
 -- name: item_fail
 -- Record a failed attempt: back to pending after a jittered exponential backoff while attempts remain and
@@ -389,8 +391,9 @@ WITH cur AS (
 SELECT * FROM upd WHERE (SELECT count(*) FROM notified) + (SELECT count(*) FROM cascaded) >= 0;
 
 -- name: lease_release_many
--- Give held items back to pending without charging the attempt (graceful shutdown); returns released ids and
--- wakes the queues' listeners, so another worker takes them up at once.
+-- Give held items back to pending without charging the attempt (graceful shutdown); returns released ids
+-- (token as text, as lease_extend_many) and wakes the queues' listeners, so another worker takes them up at
+-- once.
 -- Each listed lease is checked and locked by its own primary-key lookup, in the order given — the caller
 -- sorts by id, so every multi-row statement takes its locks in id order.
 WITH held AS (
@@ -415,7 +418,7 @@ WITH held AS (
 ), notified AS (
     SELECT pg_notify(%(channel)s, queue) FROM (SELECT DISTINCT queue FROM upd) q
 )
-SELECT id, token FROM upd WHERE (SELECT count(*) FROM notified) >= 0;
+SELECT id, token::text AS token FROM upd WHERE (SELECT count(*) FROM notified) >= 0;
 
 -- name: item_cancel
 -- Cancel a pending or waiting item; its waiting dependents are cancelled too, transitively, with a reason
