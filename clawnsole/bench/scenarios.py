@@ -32,6 +32,8 @@ from clawnsole.queue import WorkQueue
 from clawnsole.worker.runtime import PYTHON_CONCURRENCY
 
 QUEUE = "bench"
+# Where the raw pickup runs beside the latency scenario's idle worker (which listens to QUEUE only).
+RAW_QUEUE = "bench-raw"
 # The throughput scenario runs workers with their default --concurrency, and the ceiling claims that many.
 WORKER_CONCURRENCY = PYTHON_CONCURRENCY
 
@@ -99,11 +101,27 @@ class Bench:
     log: Callable[[str], None]
     # Raw figures by key, measured by the `ceiling` scenario: (value, how it was driven).
     ceilings: dict[str, tuple[float, str]] = field(default_factory=dict)
+    # The same raw figures measured again beside the runs of a figure, run for run: a machine's speed drifts
+    # within one benchmark (on a shared VM by half), and a ratio means something only between runs made under
+    # the same conditions. A figure is compared with the median of these when there are any.
+    beside: dict[str, list[float]] = field(default_factory=dict)
+
+    def again(self, key: str, measure: Callable[[], tuple[float, str]]) -> None:
+        """Measure the ceiling `key` once more, next to a run of its figure (when the ceiling is part of the
+        run)."""
+        if self.with_ceiling:
+            value, method = measure()
+            self.beside.setdefault(key, []).append(value)
+            self.ceilings.setdefault(key, (value, method))
 
     def figure(
         self, scenario: str, measure: str, value: float, unit: str, ceiling_key: str | None = None, **detail: Any
     ) -> Figure:
         found = self.ceilings.get(ceiling_key) if ceiling_key else None
+        fresh = self.beside.get(ceiling_key or "")
+        if found is not None and fresh:
+            found = (median(fresh), f"{found[1]}, beside each run")
+            detail["ceiling_runs"] = [round(v, 3) for v in fresh]
         figure = Figure(
             scenario,
             measure,
@@ -160,31 +178,35 @@ def _claim_key(batch: int, clients: int) -> str:
     return f"claim {batch} then complete_many, {clients} clients"
 
 
+def _raw_enqueue(b: Bench, batch: int | None, transactions: int) -> tuple[float, str]:
+    """Items/s of the raw enqueue script: one item per call (`batch` None) or `batch` per enqueue_many."""
+    items = [NewItem(QUEUE, f"raw {n}") for n in range(batch or 0)]
+
+    def operation() -> ops.Op[Any]:
+        return ops.enqueue(QUEUE, "raw", agent="ceiling") if batch is None else ops.enqueue_many(items, agent="ceiling")
+
+    with b.scratch.connect() as conn:
+        run = raw.run_raw(
+            b.scratch.url,
+            lambda style: raw.enqueue_script(b.scratch, conn, operation(), style),
+            clients=1,
+            transactions=max(transactions, 2),
+            use_pgbench=b.use_pgbench,
+        )
+    return run.tps * (batch or 1), run.method
+
+
+def _enqueue_key(batch: int | None) -> str:
+    return "enqueue single" if batch is None else f"enqueue_many {batch}"
+
+
 def ceiling(b: Bench) -> None:
     """The raw figures every other scenario is compared with."""
     s = b.sizes
     b.scratch.reset()
-    with b.scratch.connect() as conn:
-        single = raw.run_raw(
-            b.scratch.url,
-            lambda style: raw.enqueue_script(b.scratch, conn, ops.enqueue(QUEUE, "raw", agent="ceiling"), style),
-            clients=1,
-            transactions=s.enqueue_single,
-            use_pgbench=b.use_pgbench,
-        )
-        b.ceilings["enqueue single"] = (single.tps, single.method)
-        for batch, count in s.enqueue_batches:
-            items = [NewItem(QUEUE, f"raw {n}") for n in range(batch)]
-            run = raw.run_raw(
-                b.scratch.url,
-                lambda style, items=items: raw.enqueue_script(  # type: ignore[misc]
-                    b.scratch, conn, ops.enqueue_many(items, agent="ceiling"), style
-                ),
-                clients=1,
-                transactions=max(count, 2),
-                use_pgbench=b.use_pgbench,
-            )
-            b.ceilings[f"enqueue_many {batch}"] = (run.tps * batch, run.method)
+    b.ceilings[_enqueue_key(None)] = _raw_enqueue(b, None, s.enqueue_single)
+    for batch, count in s.enqueue_batches:
+        b.ceilings[_enqueue_key(batch)] = _raw_enqueue(b, batch, count)
     # A worker process claims on one connection while it finishes on another: two raw clients per process.
     for batch, clients in ((WORKER_CONCURRENCY, 2), (WORKER_CONCURRENCY, 4), (100, 2)):
         b.ceilings[_claim_key(batch, clients)] = _claim_complete_rate(b, batch, clients)
@@ -199,18 +221,9 @@ def ceiling(b: Bench) -> None:
     b.ceilings["pickup p50"] = (percentile(pickups, 0.5) * 1000, "psycopg LISTEN + claim")
     b.ceilings["pickup p99"] = (percentile(pickups, 0.99) * 1000, "psycopg LISTEN + claim")
     b.preload(10)
-    with b.scratch.connect() as conn:
-        enqueue_sql = raw.enqueue_script(b.scratch, conn, ops.enqueue(QUEUE, "cron", agent=None), "inline")
-        claim_sql = raw.claim_complete_script(b.scratch, conn, QUEUE, 1, "inline", recover=True)[:-1]
     calls = max(3, b.sizes.cli_calls)
-    b.ceilings["process enqueue"] = (
-        median(raw.process_start(b.scratch.url, enqueue_sql, calls)) * 1000,
-        "python -c 'import psycopg; …'",
-    )
-    b.ceilings["process claim-next"] = (
-        median(raw.process_start(b.scratch.url, claim_sql, calls)) * 1000,
-        "python -c 'import psycopg; …'",
-    )
+    for name, script in _floor_scripts(b).items():
+        b.ceilings[f"process {name}"] = (median(raw.process_start(b.scratch.url, script, calls)) * 1000, _FLOOR)
     for key, (value, method) in b.ceilings.items():
         unit = MS if key.startswith(("claim+done", "pickup", "process")) else RATE
         b.report.add(Figure("ceiling", key, value, unit, detail={"method": method}))
@@ -218,7 +231,7 @@ def ceiling(b: Bench) -> None:
 
 
 def enqueue(b: Bench) -> None:
-    """Single-item enqueue from one connection, and enqueue_many in batches."""
+    """Single-item enqueue from one connection, and enqueue_many in batches; each run beside a raw one."""
     s = b.sizes
     b.scratch.reset()
     with b.queue() as wq:
@@ -226,22 +239,24 @@ def enqueue(b: Bench) -> None:
             wq.enqueue(QUEUE, f"warm-up {n}")
         runs = []
         for _ in range(s.repeats):
+            b.again(_enqueue_key(None), lambda: _raw_enqueue(b, None, s.enqueue_single))
             began = time.perf_counter()
             for n in range(s.enqueue_single):
                 wq.enqueue(QUEUE, f"item {n}")
             runs.append(s.enqueue_single / (time.perf_counter() - began))
-        b.figure("enqueue", "single, 1 connection", median(runs), RATE, "enqueue single", runs=runs)
+        b.figure("enqueue", "single, 1 connection", median(runs), RATE, _enqueue_key(None), runs=runs)
         for batch, count in s.enqueue_batches:
             items = [NewItem(QUEUE, f"item {n}") for n in range(batch)]
             wq.enqueue_many(items)
             runs = []
             for _ in range(s.repeats):
+                b.again(_enqueue_key(batch), lambda batch=batch, count=count: _raw_enqueue(b, batch, count))  # type: ignore[misc]
                 began = time.perf_counter()
                 for _ in range(count):
                     wq.enqueue_many(items)
                 runs.append(batch * count / (time.perf_counter() - began))
             b.figure(
-                "enqueue", f"enqueue_many, batches of {batch:,}", median(runs), RATE, f"enqueue_many {batch}", runs=runs
+                "enqueue", f"enqueue_many, batches of {batch:,}", median(runs), RATE, _enqueue_key(batch), runs=runs
             )
 
 
@@ -313,7 +328,9 @@ def throughput(b: Bench) -> None:
     s = b.sizes
     for count in (1, 2):
         rates, drains = [], []
+        key = _claim_key(WORKER_CONCURRENCY, 2 * count)
         for _ in range(s.repeats):
+            b.again(key, lambda count=count: _claim_complete_rate(b, WORKER_CONCURRENCY, 2 * count))  # type: ignore[misc]
             b.scratch.reset()
             b.preload(s.throughput_items)
             with workers(b, count, "clawnsole.bench.handlers:noop") as logs:
@@ -330,7 +347,7 @@ def throughput(b: Bench) -> None:
             f"{count} worker process{'es' if count > 1 else ''}, steady (10-90 %)",
             median(rates),
             RATE,
-            _claim_key(WORKER_CONCURRENCY, 2 * count),
+            key,
             runs=[round(r) for r in rates],
             drain_s=median(drains),
             items=s.throughput_items,
@@ -343,6 +360,7 @@ def latency(b: Bench) -> None:
     b.scratch.reset()
     starts = Path(tempfile.mkstemp(prefix="clawnsole-bench-starts-")[1])
     sent: dict[int, float] = {}
+    raw_delays: list[float] = []
     try:
         with workers(b, 1, "clawnsole.bench.handlers:record_start", {STARTS_ENV: str(starts)}) as logs, b.queue() as wq:
             # Warm up until the worker has handled an item, so it is started, connected and idle.
@@ -354,10 +372,16 @@ def latency(b: Bench) -> None:
                 time.sleep(0.2)
             time.sleep(0.3)
             warm = len(starts.read_text().splitlines())
-            for n in range(s.latency_samples):
-                time.sleep(s.latency_gap)
-                began = time.time()
-                sent[wq.enqueue(QUEUE, f"latency {n}").item.id] = began
+            # In chunks, each after a raw chunk on a queue the worker does not listen to (it ignores those
+            # notifications): both sides sampled under the same conditions.
+            chunks = 5 if s.latency_samples >= 50 else 1
+            for chunk in range(chunks):
+                if b.with_ceiling:
+                    raw_delays += raw.raw_pickup(b.scratch, RAW_QUEUE, s.latency_samples // chunks, s.latency_gap)
+                for n in range(chunk * s.latency_samples // chunks, (chunk + 1) * s.latency_samples // chunks):
+                    time.sleep(s.latency_gap)
+                    began = time.time()
+                    sent[wq.enqueue(QUEUE, f"latency {n}").item.id] = began
             deadline = time.monotonic() + 30
             while len(starts.read_text().splitlines()) < warm + len(sent) and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -368,6 +392,9 @@ def latency(b: Bench) -> None:
     if len(delays) < len(sent):
         raise RuntimeError(f"only {len(delays)} of {len(sent)} items were started")
     summary = summary_ms(delays)
+    if raw_delays:
+        b.again("pickup p50", lambda: (percentile(raw_delays, 0.5) * 1000, "psycopg LISTEN + claim"))
+        b.again("pickup p99", lambda: (percentile(raw_delays, 0.99) * 1000, "psycopg LISTEN + claim"))
     b.figure("latency", "enqueue → handler start, p50", summary["p50"], MS, "pickup p50", **summary)
     b.figure("latency", "enqueue → handler start, p99", summary["p99"], MS, "pickup p99")
 
@@ -457,6 +484,18 @@ def _clawnsole_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "clawnsole"]
 
 
+_FLOOR = "python -c 'import psycopg; …'"
+
+
+def _floor_scripts(b: Bench) -> dict[str, list[raw.Command]]:
+    """The statements of `workqueue enqueue` and `claim-next`, for a bare psycopg process to run (the floor)."""
+    with b.scratch.connect() as conn:
+        return {
+            "enqueue": raw.enqueue_script(b.scratch, conn, ops.enqueue(QUEUE, "cron", agent=None), "inline"),
+            "claim-next": raw.claim_complete_script(b.scratch, conn, QUEUE, 1, "inline", recover=True)[:-1],
+        }
+
+
 def cli(b: Bench) -> None:
     """Wall time of `clawnsole workqueue enqueue` and `claim-next`, a new process each, as cron runs them."""
     b.scratch.reset()
@@ -469,11 +508,17 @@ def cli(b: Bench) -> None:
         "claim-next": [*base, "claim-next", "--queue", QUEUE, "--agent", "cron"],
     }
     calls = b.sizes.cli_calls
-    b.preload(calls * 2 + 2)
+    b.preload(calls * 4 + 4)  # the floor's claims take items too
+    floors = _floor_scripts(b)
     for name, argv in commands.items():
         subprocess.run(argv, env=env, check=True, capture_output=True, timeout=60)  # warm the page cache
         timings = []
         for _ in range(calls):
+            # Call for call beside the floor, which drifts with the machine as much as the command does.
+            b.again(
+                f"process {name}",
+                lambda name=name: (raw.process_start(b.scratch.url, floors[name], 1)[0] * 1000, _FLOOR),  # type: ignore[misc]
+            )
             began = time.perf_counter()
             done = subprocess.run(argv, env=env, capture_output=True, timeout=60, check=False)
             timings.append(time.perf_counter() - began)
