@@ -160,13 +160,7 @@ def enqueue_many(items: Sequence[NewItem], *, agent: str | None) -> Op[list[int]
                 )
             if base is None:
                 base = checked
-            title = item.title
-            # The common title (short ASCII text) is checked inline; anything else gets the full check.
-            if not (type(title) is str and title.isascii() and 0 < len(title) <= 1000 and "\x00" not in title):
-                validate.title(title)
-            elif title.isspace():
-                validate.title(title)  # raises: must not be empty
-            row: dict[str, Any] = {"title": title}
+            row: dict[str, Any] = {"title": validate.title(item.title)}
             # Left out rather than sent as null: the statement reads a missing key as NULL, and then takes
             # the batch's value (queue and settings) or the column's default.
             if item.queue != base_queue:
