@@ -13,7 +13,6 @@ import textwrap
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import pytest
 
 from clawnsole import WorkQueue
 from tests.conftest import Cli
-from tests.worker.helpers import wait_for
+from tests.worker.helpers import WorkerProcess, wait_for
 
 SECRET = "instructions-secret-5d1e"
 
@@ -45,32 +44,6 @@ if item["payload"].get("fail"):
 print("some progress chatter")
 print(json.dumps({"by": agent, "queue": os.environ["CLAWNSOLE_QUEUE"]}))
 """
-
-
-@dataclass
-class WorkerProcess:
-    """A worker started with `--log-format json`, its stderr in a file."""
-
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def records(self) -> list[dict[str, Any]]:
-        lines = self.log.read_text(errors="replace").splitlines()
-        return [json.loads(line) for line in lines if line.startswith("{")]
-
-    def wait_event(self, event: str, timeout: float = 15.0, **fields: Any) -> dict[str, Any]:
-        def found() -> list[dict[str, Any]]:
-            if self.process.poll() is not None and not self._named(event, fields):
-                raise AssertionError(f"worker exited ({self.process.returncode}): {self.log.read_text()[-2000:]}")
-            return self._named(event, fields)
-
-        return wait_for(found, timeout, f"{event} {fields}")[0]
-
-    def _named(self, event: str, fields: dict[str, Any]) -> list[dict[str, Any]]:
-        return [r for r in self.records() if r["event"] == event and all(r.get(k) == v for k, v in fields.items())]
-
-    def wait(self, timeout: float = 30.0) -> int:
-        return self.process.wait(timeout)
 
 
 @pytest.fixture

@@ -4,13 +4,11 @@ that reached for the database instead of the API would fail. The `--exec` childr
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ from clawnsole.client import ApiClient
 from clawnsole.errors import InvalidInput, LeaseLost
 from clawnsole.queue import WorkQueue
 from tests.web.conftest import Api, TokenMaker
-from tests.worker.helpers import wait_for
+from tests.worker.helpers import WorkerProcess, wait_for
 
 INSTRUCTIONS = "instructions-for-the-child-only-7f3a"
 
@@ -46,33 +44,6 @@ def _environment(api: Api, secret: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLAWNSOLE_") and k != "DATABASE_URL"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env | {"CLAWNSOLE_API_URL": api.url, "CLAWNSOLE_TOKEN": secret}
-
-
-@dataclass
-class WorkerProcess:
-    """A worker process over HTTP, its JSON event log (stderr) in a file."""
-
-    process: subprocess.Popen[bytes]
-    log: Path
-    stdout: Path
-
-    def records(self) -> list[dict[str, Any]]:
-        lines = self.log.read_text(errors="replace").splitlines()
-        return [json.loads(line) for line in lines if line.startswith("{")]
-
-    def named(self, event: str) -> list[dict[str, Any]]:
-        return [r for r in self.records() if r["event"] == event]
-
-    def wait_event(self, event: str, timeout: float = 30.0) -> dict[str, Any]:
-        def found() -> list[dict[str, Any]]:
-            if self.process.poll() is not None and not self.named(event):
-                raise AssertionError(f"worker exited ({self.process.returncode}): {self.output()[-3000:]}")
-            return self.named(event)
-
-        return wait_for(found, timeout, f"a {event!r} event")[0]
-
-    def output(self) -> str:
-        return self.stdout.read_text(errors="replace") + self.log.read_text(errors="replace")
 
 
 @pytest.fixture

@@ -1,14 +1,17 @@
-"""Shared by the worker tests: waiting on conditions with deadlines, and a worker's event log as records."""
+"""Shared by the worker tests: waiting on conditions with deadlines, a worker's event log as records, and a
+worker process's."""
 
 from __future__ import annotations
 
 import io
 import json
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from clawnsole.worker import Worker
@@ -106,3 +109,39 @@ def running(worker: Worker, events: Events, *, wait_ready: bool = True) -> Itera
         if thread.is_alive():
             worker.stop(True)
             thread.join(30)
+
+
+@dataclass
+class WorkerProcess:
+    """A `clawnsole workqueue worker-*` process with `--log-format json`: its event log (stderr) in `log`, its
+    stdout in `stdout` when kept."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+    stdout: Path | None = None
+
+    def records(self) -> list[dict[str, Any]]:
+        lines = self.log.read_text(errors="replace").splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    def named(self, event: str, **fields: Any) -> list[dict[str, Any]]:
+        """The records of `event` whose fields have these values."""
+        return [r for r in self.records() if r["event"] == event and all(r.get(k) == v for k, v in fields.items())]
+
+    def wait_event(self, event: str, timeout: float = 30.0, **fields: Any) -> dict[str, Any]:
+        """The first such record, waited for; fails at once when the worker exited without writing it."""
+
+        def found() -> list[dict[str, Any]]:
+            if self.process.poll() is not None and not self.named(event, **fields):
+                raise AssertionError(f"worker exited ({self.process.returncode}): {self.output()[-3000:]}")
+            return self.named(event, **fields)
+
+        return wait_for(found, timeout, f"a {event!r} event {fields or ''}")[0]
+
+    def wait(self, timeout: float = 30.0) -> int:
+        return self.process.wait(timeout)
+
+    def output(self) -> str:
+        """What the worker printed: its stdout (when kept), then its log."""
+        out = self.stdout.read_text(errors="replace") if self.stdout is not None else ""
+        return out + self.log.read_text(errors="replace")
