@@ -23,7 +23,7 @@ from clawnsole.client import ApiClient
 from clawnsole.errors import Conflict, NotFound
 from clawnsole.models import Item
 from clawnsole.worker.eventlog import EventLog
-from clawnsole.worker.inflight import InFlight, Key
+from clawnsole.worker.inflight import Key
 from clawnsole.worker.wakeups import Wakeups
 
 # How long an idle claim waits on the server for an item: short, since the claim loop notices a stop only
@@ -145,7 +145,7 @@ class ApiSource:
     def stopped(self, *, done: int, failed: int) -> None:
         """Nothing to write (no registry over the API)."""
 
-    def wakeups(self, *, inflight: InFlight, log: EventLog, stop: threading.Event) -> Wakeups | None:
+    def wakeups(self, *, log: EventLog, stop: threading.Event) -> Wakeups | None:
         return None  # the server's LISTEN wakes a waiting claim instead
 
     def close(self) -> None:

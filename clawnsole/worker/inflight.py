@@ -1,5 +1,5 @@
-"""What a worker holds, from claim until the outcome is written or the lease released, and the one
-condition its claim loop waits on (a free slot, a wake-up hint, a stop)."""
+"""What a worker holds, from claim until the outcome is written or the lease released, the one condition its
+claim loop waits on (a free slot, a wake-up hint, a stop), and the jobs its handler threads take up."""
 
 from __future__ import annotations
 
@@ -53,6 +53,9 @@ class InFlight:
         self.cond = threading.Condition(threading.Lock())
         self.busy = 0
         self.hinted = False
+        # A claim is on its way (the claim loop's, or the listener's on a notification): no other starts
+        # until its items are held, so together they never claim more than the free slots.
+        self.claiming = False
         self._slots: dict[Key, Slot] = {}
 
     def free(self) -> int:
@@ -133,8 +136,19 @@ class InFlight:
             return len(self._slots)
 
 
+class ListenTurn:
+    """The job of listening for enqueue notifications, taken up by one idle handler thread at a time."""
+
+    __slots__ = ()
+
+
+LISTEN = ListenTurn()
+
+Job = Slot | ListenTurn | None
+
+
 class Jobs:
-    """Claimed slots waiting for a handler thread (None: a thread is to return).
+    """Claimed slots waiting for a handler thread, or the listener's turn (None: a thread is to return).
 
     A batch wakes one idle thread, and a thread that takes a slot wakes the next only when more are waiting
     and no other thread is already on its way. One thread per slot, each woken for a single item, costs a
@@ -143,17 +157,17 @@ class Jobs:
     """
 
     def __init__(self) -> None:
-        self._waiting: deque[Slot | None] = deque()
+        self._waiting: deque[Job] = deque()
         self._cond = threading.Condition(threading.Lock())
         self._idle = 0  # threads blocked in get()
         self._waking = 0  # of those, woken and not yet running
 
-    def put(self, slots: Iterable[Slot | None]) -> None:
+    def put(self, jobs: Iterable[Job]) -> None:
         with self._cond:
-            self._waiting.extend(slots)
+            self._waiting.extend(jobs)
             self._wake_one()
 
-    def get(self) -> Slot | None:
+    def get(self) -> Job:
         with self._cond:
             while not self._waiting:
                 self._idle += 1
@@ -163,10 +177,10 @@ class Jobs:
                     self._idle -= 1
                     if self._waking > 0:
                         self._waking -= 1
-            slot = self._waiting.popleft()
+            job = self._waiting.popleft()
             if self._waiting:
                 self._wake_one()
-            return slot
+            return job
 
     def _wake_one(self) -> None:
         # Call with the condition held.

@@ -1,14 +1,21 @@
 """The worker: one claim loop feeding a fixed pool of handler threads, with monitored side threads.
 
 Threads, not processes: handlers are I/O-bound (an `--exec` child, an agent call), and CPU-heavy work is
-isolated in `--exec` children anyway. Only the claim loop claims, and only as many items as there are free
-handler slots (`limit` = free slots), so one connection serves any concurrency and nothing waits claimed
-in a local buffer while its lease runs. Outcomes go to a finisher thread that records every done item
-waiting in one statement.
+isolated in `--exec` children anyway. Items are claimed only as many as there are free handler slots
+(`limit` = free slots), on one connection whatever the concurrency, so nothing waits claimed in a local
+buffer while its lease runs. Outcomes go to a finisher thread that records every done item waiting in one
+statement.
+
+The listener's turn: one idle handler thread at a time listens for enqueue notifications (the pool has one
+thread more than the concurrency for it). On a notification, while the claim loop waits idle, that thread
+claims itself, passes the turn on to another idle thread, and runs the first item it claimed: the item's
+handler starts on the thread the notification woke, with no hand-over between threads before it (an idle
+worker's pickup). While the claim loop is busy (claiming, or every slot taken) the listener only wakes it.
+Two claims never run at once (`InFlight.claiming`).
 
 Side threads: the heartbeat (renews every lease in flight each lease/3, feeds the systemd watchdog), the
-listener (LISTEN wake-ups), the finisher and any extra task (the scheduler). If one dies, the worker stops
-loudly: it drains, releases, and exits 1.
+finisher and any extra task (the scheduler). If one dies, the worker stops loudly: it drains, releases, and
+exits 1.
 
 The queue is reached through a `Source` (`source.py`): PostgreSQL itself, or the HTTP API of `clawnsole
 serve` (`api_source.py`), where an idle claim waits on the server for an item instead of on a listener here.
@@ -37,7 +44,7 @@ from clawnsole.worker.eventlog import EventLog, Record
 from clawnsole.worker.finisher import Finisher, Outcome, short
 from clawnsole.worker.handlers import Handler, HandlerFailed
 from clawnsole.worker.heartbeat import Heartbeat, stop_lost
-from clawnsole.worker.inflight import InFlight, Jobs, Slot
+from clawnsole.worker.inflight import LISTEN, InFlight, Jobs, Slot
 from clawnsole.worker.sdnotify import Notifier
 from clawnsole.worker.session import Stopped, retry_call
 from clawnsole.worker.source import DatabaseSource, Source
@@ -191,11 +198,7 @@ class Worker:
             on_beat=self._on_beat,
         )
         # worker-pass claims until nothing is due and needs no wake-ups.
-        self._wakeups = (
-            None
-            if options.once
-            else self._source.wakeups(inflight=self._inflight, log=self._log, stop=self._threads_stop)
-        )
+        self._wakeups = None if options.once else self._source.wakeups(log=self._log, stop=self._threads_stop)
         self._threads: list[threading.Thread] = []
         self._finisher_thread = threading.Thread()
         self._handler_threads: list[threading.Thread] = []
@@ -284,21 +287,25 @@ class Worker:
                     self._stop_event.set()
                     return
                 free = self._inflight.free()
-                if free <= 0:
-                    cond.wait(self._tick)  # a handler returning notifies
+                if free <= 0 or self._inflight.claiming:
+                    cond.wait(self._tick)  # a handler returning, or the listener's claim ending, notifies
                     continue
                 self._inflight.hinted = False
+                self._inflight.claiming = True
             limit = free if budget is None else min(free, budget)
             # Woken by a notification, claim at once: the recovery statement, when due, comes after.
             recover = now >= recover_at and not notified
+            items: list[Item] = []
             try:
                 items = self._claim_waiting(limit, started) if waiting else self._claim(limit, recover)
             except Stopped:
                 return
+            finally:
+                if items:
+                    self._dispatch(items)
+                self._claimed()
             if recover and not waiting:
                 recover_at = now + RECOVER_EVERY
-            if items:
-                self._dispatch(items)
             owed, notified = notified and now >= recover_at, False
             if len(items) == limit or owed:
                 waiting = False
@@ -331,6 +338,12 @@ class Worker:
         self._drain_deadline = now + self.options.grace
         self._stop_event.set()
         return True
+
+    def _claimed(self) -> None:
+        """A claim is over and its items are held: another may start."""
+        with self._inflight.cond:
+            self._inflight.claiming = False
+            self._inflight.cond.notify_all()
 
     def _idle_wait(self, timeout: float, started: float) -> bool:
         """Wait for a wake-up hint (True), a stop, or the timeout, looking around every tick meanwhile."""
@@ -374,7 +387,9 @@ class Worker:
             due = None  # the next claim retries (and logs); meanwhile just wait
         return poll if due is None else min(poll, max(due + 0.02, MIN_IDLE_WAIT))
 
-    def _dispatch(self, items: list[Item]) -> None:
+    def _dispatch(self, items: list[Item], *, run_first: bool = False) -> Slot | None:
+        """Hold the claimed items and hand them to the handler threads; with `run_first`, all but the first,
+        which is returned to be run by the calling thread (the listener's), after the listener's turn."""
         now = time.monotonic()
         agent = self.options.agent
         slots = []
@@ -388,23 +403,77 @@ class Worker:
         stop_lost(
             superseded, log=self._log, tally=self.tally, detail="the lease ran out and the item was claimed again"
         )
-        # Handed to the handler threads before the log line is written: a thread starts on an item as soon as
-        # this one lets go of the interpreter (at the log's write), not after it prepares its next statement.
         self.tally.add(claimed=len(slots))
-        self._jobs.put(slots)
-        self._log.emit_many(
+        records = (
             ("claimed", {"id": s.item.id, "queue": s.item.queue, "attempt": s.item.attempts, "kind": s.item.kind})
             for s in slots
         )
+        if run_first:
+            # The log is written before another thread is woken (for the rest and the listener's turn): the
+            # write lets go of the interpreter, and nothing may take it up before the first item's handler.
+            self._log.emit_many(records)
+            self._jobs.put([*slots[1:], LISTEN])
+        else:
+            # Handed to the handler threads before the log line is written: a thread starts on an item as soon
+            # as this one lets go of the interpreter (at the log's write), not after it prepares its next claim.
+            self._jobs.put(slots)
+            self._log.emit_many(records)
+        return slots[0] if run_first else None
 
     # Handler threads ----------------------------------------------------------------------------------
 
     def _serve(self) -> None:
-        while (slot := self._jobs.get()) is not None:
+        while (job := self._jobs.get()) is not None:
+            slot = job if isinstance(job, Slot) else self._listen()
+            if slot is None:
+                continue
             # A slot released at shutdown before any thread took it up is not started at all.
             outcome = None if slot.ctx.is_cancelled() else self._execute(slot)
             if self._inflight.handler_returned(slot) and outcome is not None:
                 self._finisher.put(outcome)
+
+    def _listen(self) -> Slot | None:
+        """The listener's turn: listen until a notification lets this thread claim, then return the first
+        item claimed, to run here (the turn has passed on); None once the worker stops."""
+        assert self._wakeups is not None
+        try:
+            while not self._threads_stop.is_set():
+                if self._wakeups.wait() and (slot := self._claim_notified()) is not None:
+                    return slot
+        except Stopped:
+            pass
+        self._wakeups.close()
+        return None
+
+    def _claim_notified(self) -> Slot | None:
+        """On a notification: claim here when the claim loop waits idle, else wake it. Returns the first item
+        claimed (the others are handed to the handler threads, the listener's turn to an idle one)."""
+        cond = self._inflight.cond
+        with cond:
+            budget = None if self.options.max_items is None else self.options.max_items - self.tally.claimed
+            limit = self._inflight.free() if budget is None else min(self._inflight.free(), budget)
+            if self._stopping or self._inflight.claiming or limit <= 0:
+                self._inflight.hinted = True
+                cond.notify_all()
+                return None
+            self._inflight.claiming = True
+        items: list[Item] = []
+        first = None
+        try:
+            # No retries here: on an error the claim loop, woken below, claims again with its backoff and log.
+            items = self._source.claim(limit, recover=False)
+        except DatabaseError:
+            pass
+        finally:
+            if items:
+                first = self._dispatch(items, run_first=True)
+            with cond:
+                self._inflight.claiming = False
+                # Nothing claimed (an error, a delayed item, another worker was first) or a full batch: the
+                # claim loop looks again, and when to wake next.
+                self._inflight.hinted = self._inflight.hinted or len(items) in (0, limit)
+                cond.notify_all()
+        return first
 
     def _execute(self, slot: Slot) -> Outcome | None:
         ctx = slot.ctx
@@ -462,11 +531,13 @@ class Worker:
         return threading.Thread(target=body, name=f"clawnsole-{name}", daemon=True)
 
     def _start_threads(self) -> None:
-        self._handler_threads = [self._monitored(f"handler-{n}", self._serve) for n in range(self.options.concurrency)]
+        # One thread more than the concurrency when listening: the listener's turn never waits for a slot.
+        count = self.options.concurrency + (self._wakeups is not None)
+        self._handler_threads = [self._monitored(f"handler-{n}", self._serve) for n in range(count)]
         self._finisher_thread = self._monitored("finisher", self._finisher.run)
         self._threads = [self._finisher_thread, self._monitored("heartbeat", self._heartbeat.run)]
         if self._wakeups is not None:
-            self._threads.append(self._monitored("listener", self._wakeups.run))
+            self._jobs.put([LISTEN])
         for task in self._side_tasks:
             self._threads.append(self._monitored(task.name, self._bind(task)))
         for thread in [*self._handler_threads, *self._threads]:
@@ -492,6 +563,10 @@ class Worker:
     def _shutdown(self) -> None:
         cond = self._inflight.cond
         with cond:
+            # A claim the listener began before the stop is held before anything is counted or released.
+            while self._inflight.claiming:
+                self._loop_tick = time.monotonic()
+                cond.wait(self._tick)
             reason = self._stop_reason
             in_flight = self._inflight.busy
         self._notifier.stopping(f"stopping ({reason}): {self.tally.summary(in_flight)}")

@@ -20,7 +20,7 @@ from clawnsole import ops
 from clawnsole.models import Item
 from clawnsole.worker import steps
 from clawnsole.worker.eventlog import EventLog
-from clawnsole.worker.inflight import InFlight, Key
+from clawnsole.worker.inflight import Key
 from clawnsole.worker.presence import Presence
 from clawnsole.worker.session import Session, worker_conninfo
 from clawnsole.worker.wakeups import Wakeups
@@ -77,8 +77,8 @@ class Source(Protocol):
     def stopped(self, *, done: int, failed: int) -> None:
         """Say the worker stopped cleanly; never raises."""
 
-    def wakeups(self, *, inflight: InFlight, log: EventLog, stop: threading.Event) -> Wakeups | None:
-        """The listener that wakes an idle claim loop (None: this source has none)."""
+    def wakeups(self, *, log: EventLog, stop: threading.Event) -> Wakeups | None:
+        """The connection that hears of enqueues (None: this source has none; an idle claim waits instead)."""
 
     def close(self) -> None:
         """Close every connection."""
@@ -174,8 +174,8 @@ class DatabaseSource:
         # reported progress has no side connection, and opening one now may find no slot free).
         self.presence.stopped(self._claiming, done=done, failed=failed)
 
-    def wakeups(self, *, inflight: InFlight, log: EventLog, stop: threading.Event) -> Wakeups:
-        return Wakeups(self._conninfo, self._schema, self._queues, inflight=inflight, log=log, stop=stop)
+    def wakeups(self, *, log: EventLog, stop: threading.Event) -> Wakeups:
+        return Wakeups(self._conninfo, self._schema, self._queues, log=log, stop=stop)
 
     def close(self) -> None:
         for session in (self._claiming, self._finishing, self._beating, self._side):

@@ -1,5 +1,6 @@
-"""The LISTEN side of the worker: a thread that turns enqueue notifications for its queues into wake-ups of
-the claim loop, and reconnects (waking the loop, since notifications may have been missed) after a drop."""
+"""The LISTEN side of the worker: the connection that hears of enqueues into its queues. One handler thread
+at a time listens on it (the listener's turn, see `runtime.py`); after a drop it reconnects and reports a
+wake-up, since notifications may have been missed."""
 
 from __future__ import annotations
 
@@ -12,15 +13,14 @@ from clawnsole.db.connect import unavailable
 from clawnsole.errors import DatabaseUnavailable
 from clawnsole.listen import Listener
 from clawnsole.worker.eventlog import EventLog
-from clawnsole.worker.inflight import InFlight
-from clawnsole.worker.session import Stopped, retry_call
+from clawnsole.worker.session import retry_call
 
-# How long one wait on the connection lasts before the thread checks whether it should stop.
+# How long one wait on the connection lasts before the listening thread checks whether it should stop.
 _SLICE = 0.5
 
 
 class Wakeups:
-    """Owns the listening connection; `open()` once before `run()` so readiness means listening."""
+    """Owns the listening connection; `open()` once before the first `wait()`, so readiness means listening."""
 
     def __init__(
         self,
@@ -28,14 +28,12 @@ class Wakeups:
         schema: str,
         queues: Sequence[str],
         *,
-        inflight: InFlight,
         log: EventLog,
         stop: threading.Event,
     ) -> None:
         self._conninfo = conninfo
         self._schema = schema
         self._queues = list(queues)
-        self._inflight = inflight
         self._log = log
         self._stop = stop
         self._listener: Listener | None = None
@@ -52,25 +50,20 @@ class Wakeups:
             listener.close()
             raise unavailable(self._conninfo, error) from None
 
-    def run(self) -> None:
+    def wait(self) -> bool:
+        """Wait up to a slice for a notification: True when one came, or when the connection was just
+        reopened after a drop (some may have been missed). Raises Stopped if the worker stops meanwhile."""
+        if self._listener is None:
+            self.open()
+            self._log.emit("listening", detail="reconnected")
+            return True
         try:
-            while not self._stop.is_set():
-                if self._listener is None:
-                    self.open()
-                    self._log.emit("listening", detail="reconnected")
-                    self._inflight.hint()
-                assert self._listener is not None
-                try:
-                    if self._listener.wait(_SLICE):
-                        self._inflight.hint()
-                except (DatabaseUnavailable, psycopg.Error) as error:
-                    self._log.emit("db_unavailable", during="listening", error=str(error))
-                    self._listener.close()
-                    self._listener = None
-        except Stopped:
-            pass
-        finally:
-            self.close()
+            return self._listener.wait(_SLICE)
+        except (DatabaseUnavailable, psycopg.Error) as error:
+            self._log.emit("db_unavailable", during="listening", error=str(error))
+            self._listener.close()
+            self._listener = None
+            return False
 
     def close(self) -> None:
         if self._listener is not None:

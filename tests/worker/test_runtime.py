@@ -235,6 +235,46 @@ def test_concurrency_runs_that_many_items_at_once(db_url: str, wq: WorkQueue) ->
     assert sorted(wq.get(i).result for i in ids) == [0, 1, 2, 3]
 
 
+def test_items_enqueued_one_by_one_to_an_idle_worker_never_run_more_than_its_concurrency(
+    db_url: str, wq: WorkQueue
+) -> None:
+    # Each enqueue notifies: the listening thread claims on the notification while the claim loop is idle, the
+    # claim loop when it is not. Together they must never hold more than the free slots.
+    lock = threading.Lock()
+    now_running = [0]
+    most = [0]
+    release = threading.Event()
+
+    def held(item: Item, ctx: Context) -> None:
+        with lock:
+            now_running[0] += 1
+            most[0] = max(most[0], now_running[0])
+        release.wait(0.01)  # a short piece of work
+        with lock:
+            now_running[0] -= 1
+
+    events = Events()
+    with running(_worker(db_url, held, events, concurrency=2), events):
+        wait_for(lambda: _idle(db_url), what="the worker to go idle")
+        ids = [wq.enqueue("jobs", f"one by one {n}").item.id for n in range(40)]
+        wait_for(lambda: all(_status(wq, i) == "done" for i in ids), timeout=30)
+    assert 1 <= most[0] <= 2
+    for item_id in ids:
+        assert _events(wq, item_id).count("claimed") == 1
+    assert sorted(r["id"] for r in events.records() if r["event"] == "claimed") == ids
+
+
+def test_max_items_holds_for_items_arriving_while_the_worker_is_idle(db_url: str, wq: WorkQueue) -> None:
+    events = Events()
+    with running(_worker(db_url, lambda item, ctx: None, events, max_items=3, concurrency=2), events) as worker:
+        wait_for(lambda: _idle(db_url), what="the worker to go idle")
+        ids = [wq.enqueue("jobs", f"n{n}").item.id for n in range(6)]
+        assert worker.join() == 0
+    assert sorted(_status(wq, i) for i in ids) == ["done"] * 3 + ["pending"] * 3
+    assert sum(_events(wq, i).count("claimed") for i in ids) == 3
+    assert events.wait("stopped")["reason"] == "max items"
+
+
 def test_stop_waits_for_items_finishing_within_the_grace(db_url: str, wq: WorkQueue) -> None:
     finish = threading.Event()
     events = Events()
