@@ -199,6 +199,7 @@ class Worker:
         )
         # worker-pass claims until nothing is due and needs no wake-ups.
         self._wakeups = None if options.once else self._source.wakeups(log=self._log, stop=self._threads_stop)
+        self._turn_over = threading.Event()  # the listener's turn has ended and its connection is closed
         self._threads: list[threading.Thread] = []
         self._finisher_thread = threading.Thread()
         self._handler_threads: list[threading.Thread] = []
@@ -443,6 +444,7 @@ class Worker:
         except Stopped:
             pass
         self._wakeups.close()
+        self._turn_over.set()
         return None
 
     def _claim_notified(self) -> Slot | None:
@@ -585,6 +587,10 @@ class Worker:
         self._threads_stop.set()
         for thread in self._threads:
             thread.join(THREAD_JOIN_TIMEOUT)
+        # The listener's turn ends within a slice of the stop; if no thread was free to take it up, no one
+        # is listening and the connection is closed here.
+        if self._wakeups is not None and not self._turn_over.wait(THREAD_JOIN_TIMEOUT):
+            self._wakeups.close()
         # The leases go back last, when nothing is left to wait for but returning: a Python handler that
         # ignored its cancellation cannot be killed, and must not run on for long beside the worker that
         # claims its item next (the CLI exits as soon as `run()` returns; the handler thread dies with it).

@@ -264,6 +264,24 @@ def test_items_enqueued_one_by_one_to_an_idle_worker_never_run_more_than_its_con
     assert sorted(r["id"] for r in events.records() if r["event"] == "claimed") == ids
 
 
+def test_a_stopped_worker_leaves_no_connection_open_listening_included(db_url: str, wq: WorkQueue) -> None:
+    def connections() -> int:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND application_name = 'clawnsole-worker:w-conns'"
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    events = Events()
+    with running(_worker(db_url, lambda item, ctx: None, events, agent="w-conns"), events) as worker:
+        item_id = wq.enqueue("jobs", "picked up by the listening thread").item.id
+        wait_for(lambda: _status(wq, item_id) == "done")
+        assert connections() >= 2  # claiming and listening, at least
+        assert worker.stop() == 0
+    wait_for(lambda: connections() == 0, what="the worker's connections to close")
+
+
 def test_max_items_holds_for_items_arriving_while_the_worker_is_idle(db_url: str, wq: WorkQueue) -> None:
     events = Events()
     with running(_worker(db_url, lambda item, ctx: None, events, max_items=3, concurrency=2), events) as worker:
