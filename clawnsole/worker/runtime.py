@@ -282,7 +282,7 @@ class Worker:
                 now = self._loop_tick = time.monotonic()
                 if self._stopping or self._out_of_time(started, now):
                     return
-                budget = None if options.max_items is None else options.max_items - self.tally.claimed
+                budget = self._budget()
                 if budget == 0:
                     self._stopping, self._stop_reason = True, "max items"
                     self._stop_event.set()
@@ -340,10 +340,15 @@ class Worker:
         self._stop_event.set()
         return True
 
-    def _claimed(self) -> None:
-        """A claim is over and its items are held: another may start."""
+    def _budget(self) -> int | None:
+        """Items left to claim under --max-items (None: no limit)."""
+        return None if self.options.max_items is None else self.options.max_items - self.tally.claimed
+
+    def _claimed(self, *, hint: bool = False) -> None:
+        """A claim is over and its items are held: another may start (`hint`: the claim loop looks again)."""
         with self._inflight.cond:
             self._inflight.claiming = False
+            self._inflight.hinted = self._inflight.hinted or hint
             self._inflight.cond.notify_all()
 
     def _idle_wait(self, timeout: float, started: float) -> bool:
@@ -452,8 +457,8 @@ class Worker:
         claimed (the others are handed to the handler threads, the listener's turn to an idle one)."""
         cond = self._inflight.cond
         with cond:
-            budget = None if self.options.max_items is None else self.options.max_items - self.tally.claimed
-            limit = self._inflight.free() if budget is None else min(self._inflight.free(), budget)
+            budget, free = self._budget(), self._inflight.free()
+            limit = free if budget is None else min(free, budget)
             if self._stopping or self._inflight.claiming or limit <= 0:
                 self._inflight.hinted = True
                 cond.notify_all()
@@ -469,12 +474,9 @@ class Worker:
         finally:
             if items:
                 first = self._dispatch(items, run_first=True)
-            with cond:
-                self._inflight.claiming = False
-                # Nothing claimed (an error, a delayed item, another worker was first) or a full batch: the
-                # claim loop looks again, and when to wake next.
-                self._inflight.hinted = self._inflight.hinted or len(items) in (0, limit)
-                cond.notify_all()
+            # Nothing claimed (an error, a delayed item, another worker was first) or a full batch: the claim
+            # loop looks again, and when to wake next.
+            self._claimed(hint=len(items) in (0, limit))
         return first
 
     def _execute(self, slot: Slot) -> Outcome | None:
